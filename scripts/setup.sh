@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of plexd from Debian 12's archive
+# and creates the service users. Idempotent: safe to run again; does nothing
+# that is already done. Needs root (or sudo).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config git
+  clang libclang-rt-14-dev
+  libcurl4-openssl-dev libssl-dev rapidjson-dev libfmt-dev libyaml-cpp-dev
+  libnl-3-dev libnl-genl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
+  libsystemd-dev libmicrohttpd-dev libcap-dev libseccomp-dev
+  catch2
+  # tests: real parts
+  systemd iproute2 nftables wireguard-tools wireguard-go curl procps psmisc
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
+
+# Service users (one per daemon). The same file ships as sysusers.d config.
+if [ -f "$here/systemd/plexd.sysusers" ]; then
+  if command -v systemd-sysusers >/dev/null; then
+    $SUDO systemd-sysusers "$here/systemd/plexd.sysusers"
+  fi
+fi
