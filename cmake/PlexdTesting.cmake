@@ -19,6 +19,10 @@ set(PLEXD_FUZZ_SECONDS 10 CACHE STRING "Seconds per fuzz target in the fuzz-smok
 
 add_library(plexd_catch_main STATIC ${PROJECT_SOURCE_DIR}/tests/catch_main.cc)
 target_link_libraries(plexd_catch_main PUBLIC Catch2::Catch2)
+if(PLEXD_SANITIZE)
+  target_compile_definitions(plexd_catch_main PRIVATE
+    PLEXD_UBSAN_DEFAULT_SUPP="${PROJECT_SOURCE_DIR}/tests/ubsan.supp")
+endif()
 
 function(plexd_add_catch_test name)
   cmake_parse_arguments(T "" "LABEL" "SOURCES;LIBS" ${ARGN})

@@ -6,8 +6,9 @@
 # 1. installs dependencies (scripts/setup.sh; needs root or sudo)
 # 2. builds with g++ (warnings are errors) and runs unit, component and
 #    integration tests (integration tests need root and network namespaces)
-# 3. builds with ASan+UBSan and runs the unit and component tests
-# 4. builds the libFuzzer targets with clang and runs each for a few seconds
+# 3. builds with clang, ASan+UBSan and libFuzzer instrumentation, runs the
+#    unit and component tests under the sanitizers and each fuzz target for
+#    PLEXD_FUZZ_SECONDS on its committed corpus
 #
 # Environment: PLEXD_JOBS (default: nproc), PLEXD_BUILD_ROOT (default: build/),
 # PLEXD_SKIP_SETUP=1 to skip step 1, PLEXD_FUZZ_SECONDS (default 10).
@@ -43,17 +44,17 @@ configure_build "$root/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 step "tests: $labels"
 ctest --test-dir "$root/release" -L "$labels" --output-on-failure -j "$jobs" --timeout 300
 
-step "build (ASan + UBSan)"
-configure_build "$root/sanitize" -DCMAKE_BUILD_TYPE=Debug -DPLEXD_SANITIZE=ON
-step "tests under sanitizers: unit|component"
-UBSAN_OPTIONS="suppressions=$src/tests/ubsan.supp:print_stacktrace=1:halt_on_error=1" \
-ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1" \
-  ctest --test-dir "$root/sanitize" -L "unit|component" --output-on-failure -j "$jobs" --timeout 300
-
-step "build (clang libFuzzer + ASan + UBSan)"
-CC=clang CXX=clang++ configure_build "$root/fuzz" -DCMAKE_BUILD_TYPE=Debug -DPLEXD_SANITIZE=ON \
+# One clang build serves both sanitizer stages: every target carries ASan,
+# UBSan and libFuzzer coverage instrumentation; the unit and component tests
+# run under the sanitizers, then each fuzz target runs on its corpus.
+step "build (clang, ASan + UBSan + libFuzzer)"
+CC=clang CXX=clang++ configure_build "$root/sanitize" -DCMAKE_BUILD_TYPE=Debug -DPLEXD_SANITIZE=ON \
   -DPLEXD_FUZZ=ON -DPLEXD_FUZZ_SECONDS="$fuzz_seconds"
+export UBSAN_OPTIONS="suppressions=$src/tests/ubsan.supp:print_stacktrace=1:halt_on_error=1"
+export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1"
+step "tests under sanitizers: unit|component"
+ctest --test-dir "$root/sanitize" -L "unit|component" --output-on-failure -j "$jobs" --timeout 300
 step "fuzz-smoke (${fuzz_seconds}s per target)"
-ctest --test-dir "$root/fuzz" -L fuzz-smoke --output-on-failure --timeout 600
+ctest --test-dir "$root/sanitize" -L fuzz-smoke --output-on-failure --timeout 600
 
 step "all test stages passed in $(( $(date +%s) - start ))s"
