@@ -102,16 +102,7 @@ std::string renderLine(Level level, std::string_view ident, std::string_view mes
 
 void writeJournal(Level level, std::string_view ident, std::string_view message,
                   std::initializer_list<Field> fields) {
-  std::vector<std::string> items;
-  items.reserve(3 + fields.size());
-  items.push_back(fmt::format("MESSAGE={}", message));
-  items.push_back(fmt::format("PRIORITY={}", static_cast<int>(level)));
-  items.push_back(fmt::format("SYSLOG_IDENTIFIER={}", ident));
-  for (const auto& f : fields) {
-    std::string key = "PLEXD_";
-    for (char c : f.key) key += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : '_';
-    items.push_back(key + "=" + f.value);
-  }
+  std::vector<std::string> items = detail::journalFields(level, ident, message, fields);
   std::vector<struct iovec> iov(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     iov[i].iov_base = items[i].data();
@@ -124,6 +115,26 @@ void writeJournal(Level level, std::string_view ident, std::string_view message,
 }
 
 }  // namespace
+
+namespace detail {
+std::vector<std::string> journalFields(Level level, std::string_view ident, std::string_view message,
+                                       std::initializer_list<Field> fields) {
+  std::vector<std::string> items;
+  items.reserve(3 + fields.size());
+  items.push_back(fmt::format("MESSAGE={}", message));
+  items.push_back(fmt::format("PRIORITY={}", static_cast<int>(level)));
+  items.push_back(fmt::format("SYSLOG_IDENTIFIER={}", ident));
+  for (const auto& f : fields) {
+    std::string key = "PLEXD_";
+    for (char c : f.key) {
+      auto u = static_cast<unsigned char>(c);
+      key += std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_';
+    }
+    items.push_back(key + "=" + f.value);
+  }
+  return items;
+}
+}  // namespace detail
 
 std::string_view levelName(Level level) {
   switch (level) {

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -49,6 +51,13 @@ bool enabled(Level level);
 void captureForTest(std::string* into);
 
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
+
+namespace detail {
+// The journal entry for a record: MESSAGE=, PRIORITY=, SYSLOG_IDENTIFIER=,
+// then PLEXD_<KEY>= per field (key upper-cased, non-alphanumerics to '_').
+std::vector<std::string> journalFields(Level level, std::string_view ident, std::string_view message,
+                                       std::initializer_list<Field> fields);
+}  // namespace detail
 
 inline void debug(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::debug, m, f); }
 inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::info, m, f); }
