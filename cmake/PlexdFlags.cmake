@@ -5,8 +5,11 @@
 set(PLEXD_WARNINGS
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
   -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual
-  -Wnull-dereference -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
+  -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
   -Wmissing-declarations -Wundef)
+# -Wnull-dereference is left out: with -O2, g++ 12 reports it inside
+# libstdc++'s own <streambuf> (istreambuf_iterator), a false positive we
+# cannot fix at the call site.
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   list(APPEND PLEXD_WARNINGS -Wduplicated-cond -Wduplicated-branches -Wlogical-op -Wuseless-cast)
 endif()

@@ -10,7 +10,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev
-  libcurl4-openssl-dev libssl-dev rapidjson-dev libfmt-dev libyaml-cpp-dev
+  libcurl4-openssl-dev libssl-dev zlib1g-dev rapidjson-dev libfmt-dev libyaml-cpp-dev
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
   libsystemd-dev libmicrohttpd-dev libcap-dev libseccomp-dev
   catch2

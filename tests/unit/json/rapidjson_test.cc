@@ -52,3 +52,28 @@ TEST_CASE("UBSan still halts on findings outside the suppression list") {
   CHECK(WEXITSTATUS(status) != 0);
 }
 #endif
+
+#include "common/json.h"
+
+TEST_CASE("json::parse bounds size and depth and names members in errors") {
+  CHECK_FALSE(plexd::json::parse(std::string(100, ' '), {.maxBytes = 10, .maxDepth = 8}).ok());
+  std::string deep(100, '[');
+  deep += std::string(100, ']');
+  auto d = plexd::json::parse(deep, {.maxBytes = 1000, .maxDepth = 64});
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.error().text() == "JSON nesting deeper than 64 levels");
+  // Brackets inside strings do not count.
+  CHECK(plexd::json::parse(R"({"a":"[[[[[[[[[["})", {.maxBytes = 100, .maxDepth = 2}).ok());
+  CHECK_FALSE(plexd::json::parse("{\"a\":\"\xff\"}").ok());  // invalid UTF-8
+
+  auto doc = plexd::json::parse(R"({"peers":[{"id":7,"ok":true,"name":"x"}]})");
+  REQUIRE(doc.ok());
+  const auto& peer = (*doc)["peers"][0];
+  auto id = plexd::json::getString(peer, plexd::json::path("peers", 0), "id");
+  REQUIRE_FALSE(id.ok());
+  CHECK(id.error().text() == "peers[0].id: expected a string");
+  CHECK(plexd::json::getInt(peer, "peers[0]", "id", 0, 5).error().text() == "peers[0].id: 7 is out of range (0..5)");
+  CHECK(*plexd::json::getBool(peer, "", "ok"));
+  CHECK_FALSE(plexd::json::getOptionalString(peer, "", "missing")->has_value());
+  CHECK(plexd::json::getString(peer, "", "name", 0).error().text() == "name: longer than 0 bytes");
+}
