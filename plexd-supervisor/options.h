@@ -1,0 +1,64 @@
+// What the supervisor runs and how: the config file (mode, supervisor.users,
+// supervisor.restart_backoff_*, log_level) with command-line flags on top.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/privileges.h"
+#include "common/result.h"
+#include "ipc/messages.h"
+#include "plexd-supervisor/backoff.h"
+
+namespace plexd::supervisor {
+
+// One daemon the supervisor may run.
+struct DaemonSlot {
+  ipc::Peer peer;
+  std::string name;    // "ctld"
+  std::string binary;  // absolute path
+  std::string user;    // "plexd"
+  CapMask caps = 0;    // kept across exec (netd only)
+  bool enabled = true;
+};
+
+struct SupervisorOptions {
+  std::string config_path;      // --config; "" = PLEXD_CONFIG or /etc/plexd/config.yaml
+  std::string bin_dir;          // empty: found next to this binary (see findBinary)
+  std::string runtime_dir = "/run/plexd";
+  std::string control_socket;   // empty: <runtime_dir>/supervisor.sock
+  bool bridge = false;          // relayd runs only in bridge mode
+  bool dev_user_fallback = false;
+  std::string log_level = "info";
+  std::chrono::milliseconds stop_timeout{10'000};
+  std::chrono::milliseconds status_timeout{2'000};
+  std::chrono::milliseconds child_watchdog{30'000};  // 0: off
+  BackoffPolicy backoff;
+  std::map<std::string, std::string> users;     // daemon name -> user override
+  std::map<std::string, std::string> binaries;  // daemon name -> binary override
+  std::set<std::string> explicit_flags;         // flags given on the command line
+
+  std::string controlSocket() const {
+    return control_socket.empty() ? runtime_dir + "/supervisor.sock" : control_socket;
+  }
+  // The four daemons in start order (netd, ctld, relayd, apid), resolved.
+  std::vector<DaemonSlot> daemons() const;
+};
+
+// argv after the program name. Errors name the flag and what to do.
+Result<SupervisorOptions> parseSupervisorArgs(const std::vector<std::string>& args);
+// Takes from the loaded config what no flag set: bridge mode, daemon users,
+// restart backoff bounds, log level. Sets config_path to the file used.
+void applyConfig(SupervisorOptions& options, const Config& config);
+extern const char* const kSupervisorUsage;
+
+// Where a daemon binary is: --bin-dir, else next to our own executable
+// (installed layout: all in one directory), else the build tree layout
+// (<build>/plexd-supervisor/plexd-supervisor -> <build>/plexd-ctld/plexd-ctld).
+std::string findBinary(const std::string& bin_dir, const std::string& file);
+
+}  // namespace plexd::supervisor
