@@ -1,0 +1,106 @@
+#include "plexd-ctld/cp/identity.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <tuple>
+
+#include "common/atomic_file.h"
+#include "common/json.h"
+#include "plexd-ctld/cp/bearer.h"
+
+namespace plexd::ctld {
+namespace {
+
+constexpr size_t kMaxFile = 64 * 1024;
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Status validateIdentity(const Identity& id) {
+  if (!isCanonicalUuid(id.nodeId)) return Error("node_id is not a canonical UUID");
+  if (id.meshIp.empty()) return Error("mesh_ip is empty");
+  if (id.nsk.size() != 32) return Error("node secret key does not decode to 32 bytes");
+  return {};
+}
+
+Result<LoadedIdentity> IdentityStore::load() const {
+  const std::string jsonPath = dir_ + "/identity.json";
+  if (!exists(jsonPath)) return LoadedIdentity{};
+  auto text = readFileBounded(jsonPath, kMaxFile);
+  if (!text) return text.takeError();
+  auto doc = json::parse(*text);
+  if (!doc) return LoadedIdentity{std::nullopt, "identity.json: " + doc.error().text()};
+  Identity id;
+  const auto& root = *doc;
+  struct Field {
+    const char* key;
+    std::string* value;
+    bool required;  // legacy files lack signing_key_id / domain_mesh_cidr
+  };
+  for (const Field& f : {Field{"node_id", &id.nodeId, true}, Field{"mesh_ip", &id.meshIp, true},
+                         Field{"signing_public_key", &id.signingPublicKey, false},
+                         Field{"signing_key_id", &id.signingKeyId, false},
+                         Field{"domain_mesh_cidr", &id.domainMeshCidr, false}}) {
+    auto v = json::getOptionalString(root, "identity.json", f.key);
+    if (!v) return LoadedIdentity{std::nullopt, v.error().text()};
+    if (v->has_value()) {
+      *f.value = **v;
+    } else if (f.required) {
+      return LoadedIdentity{std::nullopt, std::string("identity.json: ") + f.key + " missing"};
+    }
+  }
+  auto nskText = readFileBounded(dir_ + "/node_secret_key", 4096);
+  if (!nskText) return LoadedIdentity{std::nullopt, nskText.error().text()};
+  std::string nskTrimmed = trimmed(std::move(nskText).value());
+  auto nsk = SecretBytes::fromBase64(nskTrimmed);
+  id.nskText = SecretString(nskTrimmed);
+  std::fill(nskTrimmed.begin(), nskTrimmed.end(), '\0');
+  if (!nsk) return LoadedIdentity{std::nullopt, "node_secret_key: not valid base64"};
+  id.nsk = std::move(nsk).value();
+  // The separate signing key file wins over identity.json (reference agent behaviour).
+  if (auto key = readFileBounded(dir_ + "/signing_public_key", 4096); key.ok()) {
+    std::string k = trimmed(std::move(key).value());
+    if (!k.empty()) id.signingPublicKey = k;
+  }
+  if (auto st = validateIdentity(id); !st) return LoadedIdentity{std::nullopt, st.error().text()};
+  return LoadedIdentity{std::move(id), {}};
+}
+
+Status IdentityStore::save(const Identity& id) const {
+  if (auto st = validateIdentity(id); !st) return st.takeError().wrap("refusing to save identity");
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return Error::sys("cannot create " + dir_);
+  if (auto st = writeFileAtomic(dir_ + "/node_secret_key", id.nskText.view(), 0600); !st) return st;
+  if (auto st = writeFileAtomic(dir_ + "/signing_public_key", id.signingPublicKey, 0600); !st) return st;
+  rapidjson::Document d;
+  d.SetObject();
+  auto& a = d.GetAllocator();
+  auto str = [&](const std::string& s) { return rapidjson::Value(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), a); };
+  d.AddMember("node_id", str(id.nodeId), a);
+  d.AddMember("mesh_ip", str(id.meshIp), a);
+  d.AddMember("signing_public_key", str(id.signingPublicKey), a);
+  d.AddMember("signing_key_id", str(id.signingKeyId), a);
+  d.AddMember("domain_mesh_cidr", str(id.domainMeshCidr), a);
+  return writeFileAtomic(dir_ + "/identity.json", json::write(d) + "\n", 0600);
+}
+
+Status IdentityStore::moveAside() const {
+  for (const char* name : {"identity.json", "node_secret_key", "signing_public_key"}) {
+    std::string from = dir_ + "/" + name;
+    if (!exists(from)) continue;
+    if (std::rename(from.c_str(), (from + ".old").c_str()) != 0) return Error::sys("cannot move aside " + from);
+  }
+  return {};
+}
+
+}  // namespace plexd::ctld

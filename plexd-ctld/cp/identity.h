@@ -1,0 +1,58 @@
+// The node's identity as registered with the control plane, persisted in
+// ctld's own state directory (ARCHITECTURE.md "Files"):
+//
+//   identity.json       node_id, mesh_ip, signing_public_key, signing_key_id,
+//                       domain_mesh_cidr — never private material
+//   node_secret_key     the NSK, base64 text exactly as received
+//   signing_public_key  the control plane's signing key text
+//
+// Every file is 0600 and written atomically; identity.json is written last
+// and is the commit point, so a crash mid-save leaves either the old identity
+// or one that load() reports as incomplete (→ register afresh). The WireGuard
+// private key is not here: netd keeps it.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "common/secret.h"
+
+namespace plexd::ctld {
+
+struct Identity {
+  std::string nodeId;
+  std::string meshIp;
+  std::string signingPublicKey;  // b64 text (raw 32 bytes or SPKI), as received
+  std::string signingKeyId;
+  std::string domainMeshCidr;
+  SecretString nskText;  // b64 text as received
+  SecretBytes nsk;       // decoded, 32 bytes
+};
+
+struct LoadedIdentity {
+  std::optional<Identity> identity;  // nullopt: none, or unusable (see problem)
+  std::string problem;               // why an existing identity is unusable; empty if none existed
+};
+
+class IdentityStore {
+ public:
+  explicit IdentityStore(std::string dir) : dir_(std::move(dir)) {}
+
+  // Reads the identity. A missing identity.json is "not registered"; corrupt
+  // or partial files are reported in `problem` (the caller warns and
+  // registers afresh). Only I/O errors other than absence are Errors.
+  Result<LoadedIdentity> load() const;
+  Status save(const Identity& identity) const;
+  // Renames the current files to *.old (before re-registration swaps in a new identity).
+  Status moveAside() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+// Validates and decodes: canonical node_id, non-empty mesh_ip, NSK of 32 bytes.
+Status validateIdentity(const Identity& identity);
+
+}  // namespace plexd::ctld
