@@ -1,11 +1,19 @@
 #include "plexd-ctld/cp/cp_client.h"
 
+#include <algorithm>
+#include <memory>
+
 #include <fmt/format.h>
 
 #include "common/log.h"
 #include "plexd-ctld/cp/bearer.h"
 
 namespace plexd::ctld {
+
+namespace {
+// Bound on a refused streaming call's body (problem+json is small).
+constexpr size_t kMaxRefusalBody = 64 * 1024;
+}  // namespace
 
 std::string_view surfaceName(Surface s) {
   switch (s) {
@@ -76,8 +84,25 @@ http::RequestId CpClient::call(Surface surface, CpCall c, Done done) {
   req.url = options_.apiBase + c.path;
   req.totalTimeout = c.timeout;
   req.idleTimeout = c.idleTimeout;
-  req.onData = std::move(c.onData);
-  req.onHeaders = std::move(c.onHeaders);
+  // Streaming calls: a refusal's problem+json must not reach the caller's
+  // onData as if it were stream content; it is collected here (bounded) so
+  // the problem and the disposition (501 feature off, Retry-After...) are
+  // read exactly as for a buffered call.
+  auto refusal = std::make_shared<std::pair<long, std::string>>(0, std::string());
+  if (c.onData) {
+    req.onHeaders = [refusal, inner = std::move(c.onHeaders)](long status, const http::Headers& h) {
+      refusal->first = status;
+      if (inner) inner(status, h);
+    };
+    req.onData = [refusal, inner = std::move(c.onData)](std::string_view chunk) {
+      if (refusal->first >= 200 && refusal->first < 300) return inner(chunk);
+      size_t room = kMaxRefusalBody - std::min(kMaxRefusalBody, refusal->second.size());
+      refusal->second.append(chunk.substr(0, room));
+      return true;
+    };
+  } else {
+    req.onHeaders = std::move(c.onHeaders);
+  }
   req.headers.emplace_back("Accept", c.accept);
   if (!bearer_.empty()) {
     std::string value;
@@ -89,13 +114,14 @@ http::RequestId CpClient::call(Surface surface, CpCall c, Done done) {
   if (!c.contentType.empty()) req.headers.emplace_back("Content-Type", c.contentType);
   for (auto& h : c.extraHeaders) req.headers.push_back(std::move(h));
   req.body = std::move(c.body);
-  return http_.start(std::move(req), [this, surface, done = std::move(done)](Result<http::Response> r) {
+  return http_.start(std::move(req), [this, surface, refusal, done = std::move(done)](Result<http::Response> r) {
     if (!r) {
       done(r.takeError().wrap(fmt::format("{} request", surfaceName(surface))));
       return;
     }
     CpResponse out;
     out.response = std::move(r).value();
+    if (out.response.body.empty() && !refusal->second.empty()) out.response.body = std::move(refusal->second);
     if (out.response.status < 200 || out.response.status >= 300) out.problem = parseProblem(out.response);
     out.disposition = classify(out.response, out.problem);
     noteDisposition(surface, out);

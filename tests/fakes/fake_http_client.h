@@ -1,11 +1,14 @@
 // Scripted http::Client for unit tests: records each request and answers
 // from a queue (a Response or an Error), asynchronously via the loop like
-// the real client.
+// the real client. Like the real client, a request with onData gets
+// onHeaders, then its body through onData, and completes with an empty body.
 #pragma once
 
 #include <systemd/sd-event.h>
 
 #include <deque>
+#include <functional>
+#include <string>
 #include <map>
 #include <vector>
 
@@ -32,7 +35,7 @@ class FakeHttpClient final : public http::Client {
   http::RequestId start(http::Request request, http::Done done) override {
     http::RequestId id = ++last_;
     requests.push_back(request);
-    pending_.emplace(id, std::move(done));
+    pending_.emplace(id, Pending{request.onHeaders, request.onData, std::move(done)});
     if (!defer_) sd_event_add_defer(loop_, &defer_, &FakeHttpClient::onDefer, this);
     sd_event_source_set_enabled(defer_, SD_EVENT_ONESHOT);
     return id;
@@ -47,14 +50,23 @@ class FakeHttpClient final : public http::Client {
     auto* self = static_cast<FakeHttpClient*>(ud);
     auto pending = std::move(self->pending_);
     self->pending_.clear();
-    for (auto& [id, done] : pending) {
+    for (auto& [id, p] : pending) {
       if (self->script_.empty()) {
-        done(Error("fake http client: no scripted response left"));
+        p.done(Error("fake http client: no scripted response left"));
         continue;
       }
       auto next = std::move(self->script_.front());
       self->script_.pop_front();
-      done(std::move(next));
+      if (next && p.onData) {
+        if (p.onHeaders) p.onHeaders(next->status, next->headers);
+        std::string body = std::move(next->body);
+        next->body.clear();
+        if (!body.empty() && !p.onData(body)) {
+          p.done(Error("transfer aborted by the data callback"));
+          continue;
+        }
+      }
+      p.done(std::move(next));
     }
     return 0;
   }
@@ -62,7 +74,12 @@ class FakeHttpClient final : public http::Client {
   sd_event* loop_;
   sd_event_source* defer_ = nullptr;
   http::RequestId last_ = 0;
-  std::map<http::RequestId, http::Done> pending_;
+  struct Pending {
+    std::function<void(long, const http::Headers&)> onHeaders;
+    std::function<bool(std::string_view)> onData;
+    http::Done done;
+  };
+  std::map<http::RequestId, Pending> pending_;
   std::deque<Result<http::Response>> script_;
 };
 

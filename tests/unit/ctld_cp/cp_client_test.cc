@@ -80,6 +80,33 @@ TEST_CASE("a 501 not_provisioned answer switches the surface off for five minute
   CHECK(ok->disposition == ctld::Disposition::success);
 }
 
+TEST_CASE("a refused streaming call reports its problem and never feeds the body as stream data") {
+  Harness h;
+  REQUIRE(h.cp.setIdentity(identity()).ok());
+  h.http.respond(501, R"({"code":"signed_event_bus_not_provisioned","status":501})",
+                 {{"content-type", "application/problem+json"}});
+  h.http.respond(200, "data: x\n\n", {{"content-type", "text/event-stream"}});
+  std::string streamed;
+  ctld::CpCall c;
+  c.path = h.cp.nodePath("events");
+  c.accept = "text/event-stream";
+  c.onData = [&](std::string_view chunk) {
+    streamed.append(chunk);
+    return true;
+  };
+  auto r = h.run(ctld::Surface::events, c);
+  REQUIRE(r.ok());
+  CHECK(streamed.empty());
+  CHECK(r->problem.code == "signed_event_bus_not_provisioned");
+  CHECK(r->disposition == ctld::Disposition::featureOff);
+  CHECK(h.cp.featureOff(ctld::Surface::events));
+  // A 200 stream is handed to onData as it arrives.
+  auto ok = h.run(ctld::Surface::events, c);
+  REQUIRE(ok.ok());
+  CHECK(ok->response.status == 200);
+  CHECK(streamed == "data: x\n\n");
+}
+
 TEST_CASE("network failures name the surface") {
   Harness h;
   h.http.fail("connection refused");
