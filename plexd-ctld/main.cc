@@ -1,15 +1,38 @@
-// plexd-ctld: the control-plane client. Skeleton: start-up, lifecycle
-// channel and peer links; the control-plane work comes with later issues.
+// plexd-ctld: the unprivileged control-plane client (ARCHITECTURE.md).
+//
+//   plexd-ctld [--config PATH] [--user NAME] [--log-level L] [--dev-user-fallback]
+//   plexd-ctld verify-envelopes --key B64 --key-id ID [--now RFC3339] [--sse]
+//
+// The daemon enrolls (or loads its identity), then pulls state, follows the
+// signed event stream and sends heartbeats: see plexd-ctld/agent/agent.h.
+// Exit codes: 0 stopped, 1 start-up failure, 75 the control plane kept
+// failing the registration for its whole retry budget, 78 an operator must
+// act (missing inputs, token refused).
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
 
+#include "common/atomic_file.h"
 #include "common/daemon.h"
+#include "common/http_client.h"
 #include "common/log.h"
+#include "plexd-ctld/agent/agent.h"
+#include "plexd-ctld/agent/mesh_key.h"
+#include "plexd-ctld/events/verify_envelopes_cli.h"
 #include "plexd-supervisor/lifecycle_client.h"
+
+#ifndef PLEXD_PROJECT_VERSION
+#define PLEXD_PROJECT_VERSION "dev"
+#endif
 
 int main(int argc, char** argv) {
   using namespace plexd;
+  if (argc >= 2 && std::string_view(argv[1]) == "verify-envelopes")
+    return ctld::verifyEnvelopesMain(argc, argv, stdin, stdout);
   if (auto st = ensureStdFds(); !st) return 1;
-  auto args = parseDaemonArgs("plexd-ctld", argc, argv, "plexd");
+  auto args = parseDaemonArgs("plexd-ctld", argc, argv, "plexd",
+                              "       plexd-ctld verify-envelopes --key B64 --key-id ID [--now RFC3339] [--sse]\n");
   if (!args || !args->rest.empty()) {
     std::fprintf(stderr, "plexd-ctld: %s\n", args ? ("unknown option " + args->rest[0]).c_str() : args.error().text().c_str());
     return 2;
@@ -17,7 +40,8 @@ int main(int argc, char** argv) {
   log::setup("plexd-ctld", *log::parseLevel(args->log_level));
   auto config = loadDaemonConfig(*args);
   if (!config) return startupFailed("configuration", config.error());
-  // 1. Privileged resources: none.
+  // 1. Privileged resources: none (the bootstrap token is handed over by
+  //    systemd's ExecStartPre or the supervisor into the state directory).
   // 2. Drop privileges (only when started as root by hand).
   if (auto r = dropPrivilegesIfRoot(*args, 0); !r) return startupFailed("drop privileges", r.error());
   // 3. Lock down. No seccomp yet: ctld will run hook scripts (fork/exec) and
@@ -27,6 +51,39 @@ int main(int argc, char** argv) {
   if (!daemon) return startupFailed("event loop", daemon.error());
   auto lifecycle = supervisor::LifecycleClient::fromEnvironment(**daemon, ipc::Peer::ctld);
   if (!lifecycle) return startupFailed("lifecycle channel", lifecycle.error());
-  (*daemon)->ready("idle: control-plane client not implemented yet");
+
+  if (!config->api.caFile.empty()) {
+    // Checked now (after the privilege drop): otherwise every request would
+    // fail with a TLS set-up error that looks like a network problem.
+    if (auto f = readFileBounded(config->api.caFile, 4 * 1024 * 1024); !f)
+      return startupFailed("api.ca_file", f.error().wrap("the CA bundle is not readable by this user"));
+  }
+  http::ClientOptions ho;
+  ho.userAgent = std::string("plexd-ctld/") + PLEXD_PROJECT_VERSION;
+  ho.caFile = config->api.caFile;
+  ho.allowPlainHttp = config->api.allowInsecureHttp;
+  ho.insecureSkipVerify = config->api.tlsInsecureSkipVerify;
+  if (ho.insecureSkipVerify)
+    log::warning("api.tls_insecure_skip_verify is set: the control plane's certificate is NOT verified");
+  if (ho.allowPlainHttp) log::warning("api.allow_insecure_http is set: plain http to the control plane is allowed");
+  auto http = http::newCurlClient((*daemon)->loop(), ho);
+  if (!http) return startupFailed("HTTP client", http.error());
+
+  auto env = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+  ctld::AgentOptions options = ctld::agentOptionsFromConfig(*config, env);
+  Daemon* d = daemon->get();
+  ctld::Agent agent((*daemon)->loop(), *config, options, **http,
+                    std::make_unique<ctld::TemporaryCtldMeshKey>(options.stateDir), [d](int code, const Error& e) {
+                      log::error(e.text());
+                      d->stop(code);
+                    });
+  if (auto st = agent.start(); !st) {
+    log::error(st.error().text());
+    return ctld::kExitConfig;
+  }
+  (*daemon)->ready("running");
   return (*daemon)->run();
 }

@@ -250,6 +250,7 @@ void Registrar::retryAfter(std::chrono::milliseconds delay, const Error& why) {
   sd_event_now(loop_, CLOCK_MONOTONIC, &now);
   const auto delayUsec = static_cast<uint64_t>(delay.count()) * 1000;
   if (now + delayUsec > deadlineUsec_) {
+    exhausted_ = true;
     auto done = std::move(done_);
     done(why.wrap(fmt::format("registration gave up after {} attempts over {} s", attempts_, maxRetry_.count())));
     return;

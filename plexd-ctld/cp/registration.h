@@ -80,6 +80,9 @@ class Registrar {
   // Starts the registration; `done` runs once with the outcome.
   Status start(Done done);
   unsigned attempts() const { return attempts_; }
+  // After a failure: true when the retry budget ran out on a retryable
+  // error (try again later), false when the control plane refused for good.
+  bool exhausted() const { return exhausted_; }
   // Tests shorten the §1.4 delays.
   void setBackoffPolicy(BackoffPolicy policy) { backoff_ = Backoff(policy); }
 
@@ -101,6 +104,7 @@ class Registrar {
   event::Source timer_;
   uint64_t deadlineUsec_ = 0;
   unsigned attempts_ = 0;
+  bool exhausted_ = false;
 };
 
 }  // namespace plexd::ctld

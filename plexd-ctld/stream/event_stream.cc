@@ -411,6 +411,8 @@ void EventStream::handleEvent(const SseEvent& event) {
   if (!r.ok()) {
     reject(rejectionName(r.rejection), r.reason);
   } else {
+    log::debug("event verified", {{"id", printablePrefix(event.lastEventId)},
+                                  {"type", printablePrefix(r.envelope->envelope().type)}});
     dispatch(*r.envelope, event.type);
   }
   // Processed (dispatched or deliberately skipped): only now may a

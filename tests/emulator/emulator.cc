@@ -190,7 +190,7 @@ void Emulator::record(Node& node, const std::string& surface, const http::Reques
   r.at = nowText(now());
   r.method = req.method;
   r.path = req.path;
-  for (const char* h : {"content-type", "content-encoding", "x-plexsphere-sent-at", "user-agent", "accept"}) {
+  for (const char* h : {"content-type", "content-encoding", "x-plexsphere-sent-at", "user-agent", "accept", "last-event-id"}) {
     if (auto v = req.header(h)) r.headers[h] = std::string(*v);
   }
   r.body = std::move(body);

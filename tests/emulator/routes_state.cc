@@ -62,6 +62,8 @@ void writeStateBlock(JsonWriter& w, const Node& node) {
 http::Response stateHandler(Emulator& e, const http::Request& req) {
   Gate g = gateNode(e, req, "state");
   if (g.refusal) return *g.refusal;
+  // Recorded without the body: tests count pulls and time them.
+  e.record(*g.node, "state", req, "");
   return jsonResponse(200, buildSnapshot(e, *g.node));
 }
 
@@ -72,6 +74,7 @@ bool allDigits(std::string_view s) {
 http::Response eventsHandler(Emulator& e, const http::Request& req) {
   Gate g = gateNode(e, req, "events");
   if (g.refusal) return *g.refusal;
+  e.record(*g.node, "events", req, "");  // tests check the Last-Event-ID sent
   std::optional<uint64_t> cursor;
   if (auto h = req.header("last-event-id"); h && !h->empty()) {
     if (!allDigits(*h)) {

@@ -1,0 +1,324 @@
+#include "plexd-ctld/agent/agent.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "common/base64.h"
+#include "common/log.h"
+#include "plexd-ctld/events/signing_keys.h"
+
+namespace plexd::ctld {
+
+namespace {
+
+std::chrono::milliseconds ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); }
+
+Result<SigningKeySet> keysOf(const Identity& id) {
+  auto key = decodeSigningPublicKey(id.signingPublicKey);
+  if (!key) return key.takeError().wrap("the stored signing_public_key is unusable");
+  return SigningKeySet(SigningKey{id.signingKeyId, *key});
+}
+
+}  // namespace
+
+std::string_view registrationStateName(RegistrationState s) {
+  switch (s) {
+    case RegistrationState::unregistered: return "unregistered";
+    case RegistrationState::registering: return "registering";
+    case RegistrationState::registered: return "registered";
+    case RegistrationState::failed: return "failed";
+  }
+  return "unknown";
+}
+
+AgentOptions agentOptionsFromConfig(const Config& config, EnvLookup env) {
+  AgentOptions o;
+  o.stateDir = config.stateDirs.ctld.empty() ? config.dataDir + "/ctld" : config.stateDirs.ctld;
+  o.env = std::move(env);
+  o.stream.idleTimeout = ms(config.api.sseIdleTimeout);
+  o.stream.reprobeInterval = ms(config.api.sseReprobeInterval);
+  o.heartbeat.interval = ms(config.heartbeatInterval);
+  o.heartbeat.timeout = ms(config.api.requestTimeout);
+  if (!config.integrity.binaryPath.empty()) o.heartbeat.exePath = config.integrity.binaryPath;
+  o.reconcile.interval = ms(config.reconcileInterval);
+  o.reconcile.fetchTimeout = ms(config.api.requestTimeout);
+  o.reconcile.snapshotPath = o.stateDir + "/last_applied_snapshot.json";
+  return o;
+}
+
+Agent::Agent(sd_event* loop, const Config& config, AgentOptions options, http::Client& http,
+             std::unique_ptr<MeshKeyProvider> meshKey, Fatal onFatal)
+    : loop_(loop),
+      config_(config),
+      options_(std::move(options)),
+      http_(http),
+      meshKey_(std::move(meshKey)),
+      onFatal_(std::move(onFatal)),
+      store_(options_.stateDir) {}
+
+Agent::~Agent() = default;
+
+Status Agent::ensureStateDir() {
+  const std::string& dir = options_.stateDir;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::sys("cannot create state directory " + dir);
+  struct stat st{};
+  if (::lstat(dir.c_str(), &st) != 0) return Error::sys("cannot stat state directory " + dir);
+  if (!S_ISDIR(st.st_mode)) return Error(dir + " is not a directory");
+  if (st.st_uid != ::geteuid())
+    return Error(fmt::format("state directory {} belongs to uid {}, not to this process (uid {})", dir, st.st_uid,
+                             ::geteuid()));
+  if ((st.st_mode & 077) != 0) {
+    // Identity files are 0600 anyway; tighten the directory instead of failing.
+    if (::chmod(dir.c_str(), 0700) != 0) return Error::sys("cannot restrict state directory " + dir + " to 0700");
+    log::warning("state directory was accessible to others; set it to 0700", {{"dir", dir}});
+  }
+  return {};
+}
+
+Status Agent::start() {
+  if (auto st = ensureStateDir(); !st) return st;
+  if (auto st = requireControlPlane(config_); !st) return st;
+  CpClientOptions co;
+  co.apiBase = config_.api.baseUrl;
+  while (!co.apiBase.empty() && co.apiBase.back() == '/') co.apiBase.pop_back();
+  apiBase_ = co.apiBase;
+  co.rawBearer = config_.auth.bearerFormat == BearerFormat::raw;
+  cp_ = std::make_unique<CpClient>(http_, systemClock(), co);
+
+  auto loaded = store_.load();
+  if (!loaded) return loaded.takeError().wrap("cannot read the stored identity");
+  if (loaded->identity) {
+    log::info("identity loaded; not registering again",
+              {{"node_id", loaded->identity->nodeId}, {"mesh_ip", loaded->identity->meshIp}});
+    return run(*loaded->identity);
+  }
+  if (!loaded->problem.empty())
+    log::warning("stored identity is unusable; registering afresh", {{"problem", loaded->problem}});
+  return beginRegistration(false);
+}
+
+Status Agent::beginRegistration(bool replacing) {
+  RegistrationSettings s;
+  s.token = config_.registration.tokenValue.reveal();
+  s.tokenFile = config_.registration.tokenFile;
+  s.projectId = config_.registration.projectId;
+  s.resourceHandle = config_.registration.resourceHandle;
+  s.requestedResourceId = config_.registration.requestedResourceId;
+  s.maxRetryDuration = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
+  if (reregistering_) return Error("a re-registration is already running");
+  auto inputs = resolveRegistrationInputs(s, options_.env);
+  if (!inputs) return inputs.takeError();
+  tokenFile_ = inputs->tokenFile;
+  for (const auto& w : inputs->warnings) log::warning(w);
+  auto pub = meshKey_->publicKey();
+  if (!pub) return pub.takeError().wrap("cannot get the node's mesh public key");
+  log::info(replacing ? "re-registering with a fresh bootstrap token" : "registering with the control plane",
+            {{"api", config_.api.baseUrl}, {"resource_handle", inputs->resourceHandle},
+             {"key_provider", meshKey_->name()}});
+  registrar_ = std::make_unique<Registrar>(loop_, http_, systemRandom(), apiBase_, std::move(*inputs),
+                                           std::move(*pub), s.maxRetryDuration);
+  if (options_.registrationBackoff) registrar_->setBackoffPolicy(*options_.registrationBackoff);
+  if (replacing)
+    reregistering_ = true;
+  else
+    regState_ = RegistrationState::registering;
+  return registrar_->start([this, replacing](Result<Registration> r) { registered(std::move(r), replacing); });
+}
+
+void Agent::registered(Result<Registration> r, bool replacing) {
+  const bool exhausted = registrar_ && registrar_->exhausted();
+  if (replacing) reregistering_ = false;
+  if (!r) {
+    regError_ = r.error().text();
+    if (replacing) {
+      // §4.2: the old credential stays; the alarm stays raised.
+      log::error("re-registration failed; keeping the current identity", {{"error", regError_}});
+      lastError_ = "re-registration failed: " + regError_;
+      return;
+    }
+    regState_ = RegistrationState::failed;
+    fatal(exhausted ? kExitTempFail : kExitConfig, r.error().wrap("registration failed"));
+    return;
+  }
+  Registration reg = std::move(r).value();
+
+  if (replacing) {
+    if (auto st = store_.moveAside(); !st) {
+      log::error("cannot move the old identity aside; keeping it", {{"error", st.error().text()}});
+      return;
+    }
+  }
+  if (auto st = store_.save(reg.identity); !st) {
+    fatal(kExitConfig, st.error().wrap("registered, but cannot store the identity (the token is now consumed; "
+                                       "a new bootstrap token is needed)"));
+    return;
+  }
+  if (!tokenFile_.empty()) {  // §2.5: the token came from this file
+    if (::unlink(tokenFile_.c_str()) != 0 && errno != ENOENT)
+      log::warning("cannot delete the used bootstrap token file", {{"file", tokenFile_}, {"errno", errno}});
+    else
+      log::info("bootstrap token file deleted", {{"file", tokenFile_}});
+  }
+  log::notice(replacing ? "re-registered with the control plane" : "registered with the control plane",
+              {{"node_id", reg.identity.nodeId}, {"mesh_ip", reg.identity.meshIp},
+               {"peers", reg.peers.size()}, {"attempts", registrar_->attempts()}});
+  regError_.clear();
+  if (replacing) {
+    switchCredential(reg.identity);
+    return;
+  }
+  if (auto st = run(reg.identity); !st) fatal(kExitConfig, st.error());
+}
+
+Status Agent::run(const Identity& identity) {
+  auto keys = keysOf(identity);
+  if (!keys) return keys.takeError();
+  if (auto st = cp_->setIdentity(identity); !st) return st;
+  identity_.emplace();
+  identity_->nodeId = identity.nodeId;
+  identity_->meshIp = identity.meshIp;
+  identity_->signingPublicKey = identity.signingPublicKey;
+  identity_->signingKeyId = identity.signingKeyId;
+  identity_->domainMeshCidr = identity.domainMeshCidr;
+  identity_->nskText = SecretString(identity.nskText.view());
+  identity_->nsk = SecretBytes::copyOf(identity.nsk.bytes());
+  regState_ = RegistrationState::registered;
+
+  ReconcilerCallbacks rc;
+  rc.onUnauthorized = [this](const Problem& p) { unauthorized("state", p); };
+  reconciler_ = std::make_unique<Reconciler>(loop_, *cp_, systemClock(), options_.reconcile, std::move(rc));
+  for (Applier* a : appliers_) reconciler_->addApplier(*a);
+
+  EventStreamCallbacks ec;
+  ec.onReconcileHint = [this](std::string_view why) { reconciler_->trigger(why); };
+  ec.onPollNeeded = [this] { reconciler_->trigger("sse_degraded_poll"); };
+  ec.onRotateKeys = [this] {
+    // §19.1 needs netd (it owns the WireGuard key); until then: pull.
+    log::notice("mesh key rotation requested; not supported until netd owns the key");
+    reconciler_->trigger("rotate_keys");
+  };
+  ec.onUnauthorized = [this](const Problem& p) { unauthorized("events", p); };
+  ec.onSigningKeysRotated = [this](const SigningKeySet& k) { persistSigningKeys(k); };
+  stream_ = std::make_unique<EventStream>(loop_, *cp_, systemClock(), systemRandom(), std::move(*keys),
+                                          std::move(ec), options_.stream);
+
+  HeartbeatCallbacks hc;
+  hc.triggerReconcile = [this](std::string_view why) { reconciler_->trigger(why); };
+  hc.onRotateKeys = [] { log::notice("heartbeat asks for a mesh key rotation; not supported until netd owns the key"); };
+  hc.onUnauthorized = [this](const Problem& p) { unauthorized("heartbeat", p); };
+  heartbeat_ = std::make_unique<Heartbeat>(loop_, *cp_, systemClock(), options_.heartbeat, std::move(hc));
+
+  if (auto st = reconciler_->start(); !st) return st;
+  if (auto st = stream_->start(); !st) return st;
+  if (auto st = heartbeat_->start(); !st) return st;
+  auto retry = event::addTimer(loop_, CLOCK_MONOTONIC, 0, [this] {
+    if (stream_ && stream_->state() == StreamState::stopped) {
+      log::info("retrying the event stream after the authentication hold-off");
+      stream_->restart();
+    }
+  });
+  if (!retry) return retry.takeError();
+  streamRetry_ = std::move(*retry);
+  sd_event_source_set_enabled(streamRetry_.get(), SD_EVENT_OFF);
+  log::info("control-plane client running", {{"node_id", identity.nodeId}});
+  return {};
+}
+
+void Agent::switchCredential(const Identity& identity) {
+  auto keys = keysOf(identity);
+  if (!keys) {
+    log::error("new identity has an unusable signing key", {{"error", keys.error().text()}});
+    return;
+  }
+  if (auto st = cp_->setIdentity(identity); !st) {
+    log::error("cannot use the new identity", {{"error", st.error().text()}});
+    return;
+  }
+  identity_->nodeId = identity.nodeId;
+  identity_->meshIp = identity.meshIp;
+  identity_->signingPublicKey = identity.signingPublicKey;
+  identity_->signingKeyId = identity.signingKeyId;
+  identity_->domainMeshCidr = identity.domainMeshCidr;
+  identity_->nskText = SecretString(identity.nskText.view());
+  identity_->nsk = SecretBytes::copyOf(identity.nsk.bytes());
+  alarms_.erase("unauthorized");
+  stream_->setKeys(std::move(*keys));
+  stream_->restart();
+  reconciler_->credentialsChanged();
+  heartbeat_->credentialsChanged();
+}
+
+void Agent::unauthorized(std::string_view surface, const Problem& problem) {
+  const std::string what = fmt::format("the control plane refused the node credential on {}: {}", surface,
+                                       describe(problem));
+  const bool fresh = !alarms_.contains("unauthorized");
+  alarms_["unauthorized"] = what;
+  lastError_ = what;
+  if (surface == "events") {
+    // The stream stops on 401; try again after the hold-off (a transient
+    // control-plane problem must not leave the node without events).
+    (void)event::rearmTimer(streamRetry_.get(),
+                            static_cast<uint64_t>(options_.unauthorizedRetry.count()) * 1'000'000u);
+    sd_event_source_set_enabled(streamRetry_.get(), SD_EVENT_ONESHOT);
+  }
+  if (!fresh) return;
+  log::error(what + "; holding off");
+  // Re-register only with a fresh bootstrap token (§4.3): the used one was
+  // deleted, so any token found now was provided after the first one.
+  if (auto st = beginRegistration(true); !st)
+    log::warning("no fresh bootstrap token for re-registration; an operator must provide one",
+                 {{"reason", st.error().text()}});
+}
+
+void Agent::persistSigningKeys(const SigningKeySet& keys) {
+  if (!identity_) return;
+  const auto& pk = keys.current().publicKey;
+  identity_->signingPublicKey = base64Encode(std::span<const uint8_t>(pk.data(), pk.size()));
+  identity_->signingKeyId = keys.current().keyId;
+  if (auto st = store_.save(*identity_); !st) {
+    alarms_["persist_failed"] = st.error().text();
+    log::error("cannot persist the rotated signing key; it is used until restart", {{"error", st.error().text()}});
+    return;
+  }
+  log::notice("control-plane signing key rotated", {{"key_id", keys.current().keyId}});
+}
+
+void Agent::fatal(int code, const Error& error) {
+  lastError_ = error.text();
+  if (onFatal_) onFatal_(code, error);
+}
+
+AgentStatus Agent::status() const {
+  AgentStatus s;
+  s.registration = regState_;
+  s.registrationError = regError_;
+  if (identity_) {
+    s.nodeId = identity_->nodeId;
+    s.meshIp = identity_->meshIp;
+  }
+  s.lastError = lastError_;
+  s.alarms = alarms_;
+  auto later = [&](const std::optional<WallTime>& t) {
+    if (t && (!s.lastControlPlaneContact || *t > *s.lastControlPlaneContact)) s.lastControlPlaneContact = t;
+  };
+  if (reconciler_) {
+    s.reconcile = reconciler_->status();
+    for (const auto& [k, v] : s.reconcile->alarms) s.alarms.emplace(k, v);
+    later(s.reconcile->lastPullAt);
+  }
+  if (stream_) {
+    s.stream = stream_->status();
+    later(s.stream->lastConnectAt);
+  }
+  if (heartbeat_) {
+    s.heartbeat = heartbeat_->status();
+    later(s.heartbeat->lastAcceptedAt);
+  }
+  return s;
+}
+
+}  // namespace plexd::ctld
