@@ -110,7 +110,17 @@ Status Agent::beginRegistration(bool replacing) {
   s.requestedResourceId = config_.registration.requestedResourceId;
   s.maxRetryDuration = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
   if (reregistering_) return Error("a re-registration is already running");
-  auto inputs = resolveRegistrationInputs(s, options_.env);
+  EnvLookup env = options_.env;
+  if (replacing) {
+    // Only a token file can be known to be fresh: it is deleted after use.
+    // An inline or environment token is the one already consumed.
+    s.token.clear();
+    env = [inner = options_.env](const char* name) -> std::optional<std::string> {
+      if (std::string_view(name) == "PLEXD_BOOTSTRAP_TOKEN") return std::nullopt;
+      return inner(name);
+    };
+  }
+  auto inputs = resolveRegistrationInputs(s, env);
   if (!inputs) return inputs.takeError();
   tokenFile_ = inputs->tokenFile;
   for (const auto& w : inputs->warnings) log::warning(w);
@@ -258,6 +268,7 @@ void Agent::unauthorized(std::string_view surface, const Problem& problem) {
   const bool fresh = !alarms_.contains("unauthorized");
   alarms_["unauthorized"] = what;
   lastError_ = what;
+  if (reregistering_) return;
   if (surface == "events") {
     // The stream stops on 401; try again after the hold-off (a transient
     // control-plane problem must not leave the node without events).
@@ -265,11 +276,11 @@ void Agent::unauthorized(std::string_view surface, const Problem& problem) {
                             static_cast<uint64_t>(options_.unauthorizedRetry.count()) * 1'000'000u);
     sd_event_source_set_enabled(streamRetry_.get(), SD_EVENT_ONESHOT);
   }
-  if (!fresh) return;
-  log::error(what + "; holding off");
+  if (fresh) log::error(what + "; holding off");
   // Re-register only with a fresh bootstrap token (§4.3): the used one was
-  // deleted, so any token found now was provided after the first one.
-  if (auto st = beginRegistration(true); !st)
+  // deleted, so any token found now was provided after the first one. Each
+  // surface holds off ≥ 60 s after a 401, which bounds these attempts.
+  if (auto st = beginRegistration(true); !st && fresh)
     log::warning("no fresh bootstrap token for re-registration; an operator must provide one",
                  {{"reason", st.error().text()}});
 }

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "tests/ctld/ctld_fixture.h"
 
@@ -129,4 +130,38 @@ TEST_CASE("registration failures: one clear line, the right exit code, retries o
     CHECK(ctld.countLog({"error", "registration gave up after"}) == 1);
     CHECK(std::filesystem::exists(ctld.tokenFile()));
   }
+}
+
+TEST_CASE("a revoked credential: alarm and hold-off, then re-registration with a fresh token file") {
+  EmulatorProcess emu;
+  CtldProcess ctld(emu, {.tokenInFile = emu.newToken(), .heartbeatInterval = "5s"});
+  ctld.start();
+  ctld.waitLog({"desired state applied"}, 30s);
+  const std::string oldId = ctld.nodeId();
+  REQUIRE_FALSE(oldId.empty());
+
+  SECTION("without a fresh token the agent keeps its identity and says what is needed") {
+    REQUIRE(emu.admin("PATCH", "/admin/nodes/" + oldId, R"({"nsk_revoked":true})").status == 200);
+    ctld.waitLog({"refused the node credential", "nsk_revoked"}, 20s);
+    ctld.waitLog({"no fresh bootstrap token for re-registration"}, 5s);
+    CHECK(ctld.nodeId() == oldId);
+    CHECK(ctld.running());
+  }
+  SECTION("with a fresh token file it re-registers, moves the old identity aside and carries on") {
+    {
+      std::ofstream(ctld.tokenFile()) << emu.newToken() << "\n";
+    }
+    REQUIRE(emu.admin("PATCH", "/admin/nodes/" + oldId, R"({"nsk_revoked":true})").status == 200);
+    ctld.waitLog({"re-registered with the control plane"}, 30s);
+    const std::string newId = ctld.nodeId();
+    CHECK_FALSE(newId.empty());
+    CHECK(newId != oldId);
+    CHECK(std::filesystem::exists(ctld.stateDir() + "/identity.json.old"));
+    CHECK_FALSE(std::filesystem::exists(ctld.tokenFile()));
+    // The new credential works on every surface.
+    waitFor([&] { return receivedCount(emu, newId, "heartbeat") >= 1; }, 15s, "a heartbeat with the new credential",
+            &ctld);
+    waitFor([&] { return receivedCount(emu, newId, "state") >= 1; }, 15s, "a pull with the new credential", &ctld);
+  }
+  CHECK(ctld.stop() == 0);
 }

@@ -71,7 +71,12 @@ http::Response registerNode(Emulator& e, const http::Request& req) {
                    req);
   }
   if (!res->second.nodeId.empty()) {
-    return problem(409, "resource_already_registered", "a node is already registered for this resource", req);
+    // A node whose NSK was revoked is dead: its resource may enrol again
+    // with a fresh token (§4.3 re-registration). Anything else is a 409.
+    auto old = e.nodes.find(res->second.nodeId);
+    if (old == e.nodes.end() || !old->second.nskRevoked) {
+      return problem(409, "resource_already_registered", "a node is already registered for this resource", req);
+    }
   }
   auto ip = e.allocateMeshIp();
   if (!ip) return problem(503, "pool_exhausted", "the domain mesh CIDR has no free address", req);
@@ -90,6 +95,7 @@ http::Response registerNode(Emulator& e, const http::Request& req) {
   n.reachChangedAt = n.registeredAt;
   t.consumed = true;
   e.usedNonces.insert(nonce);
+  if (!res->second.nodeId.empty()) e.nodes.erase(res->second.nodeId);  // the revoked predecessor
   res->second.nodeId = id;
   Node& node = e.nodes.emplace(id, std::move(n)).first->second;
 
