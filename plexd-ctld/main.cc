@@ -73,6 +73,13 @@ int main(int argc, char** argv) {
     const char* v = std::getenv(name);
     return v ? std::optional<std::string>(v) : std::nullopt;
   };
+  if (auto st = requireControlPlane(*config); !st) {
+    // Installed but not configured yet (or a suite started without a
+    // control plane): stay up and say so, instead of a restart loop.
+    log::error("no control plane configured; idle until configured and restarted", {{"error", st.error().text()}});
+    (*daemon)->ready("idle: no control plane configured (api.base_url / PLEXD_API)");
+    return (*daemon)->run();
+  }
   ctld::AgentOptions options = ctld::agentOptionsFromConfig(*config, env);
   Daemon* d = daemon->get();
   ctld::Agent agent((*daemon)->loop(), *config, options, **http,
