@@ -14,7 +14,7 @@
 
 #include "common/log.h"
 
-namespace plexd::http {
+namespace plexd::httpd {
 
 namespace {
 
@@ -500,4 +500,4 @@ void HttpServer::stop() {
   streams_.clear();
 }
 
-}  // namespace plexd::http
+}  // namespace plexd::httpd

@@ -33,7 +33,10 @@
 struct MHD_Daemon;
 struct MHD_Connection;
 
-namespace plexd::http {
+// Namespace httpd, not http: the client (http_client.h) has its own
+// Request/Response, and two different classes of one name in one namespace
+// break the one-definition rule in any binary that links both.
+namespace plexd::httpd {
 
 // Headers are matched case-insensitively; names are stored lowercased.
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -192,4 +195,4 @@ class HttpServer {
   std::vector<std::weak_ptr<ResponseStream>> streams_;
 };
 
-}  // namespace plexd::http
+}  // namespace plexd::httpd

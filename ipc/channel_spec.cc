@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "ipc/ctld_apid.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::ipc {
@@ -44,6 +45,10 @@ ChannelSpec makeLifecycle(std::string_view name, Peer daemon) {
       permit<StatusRequest>({Peer::supervisor}),
       permit<StatusReply>({daemon}),
   };
+  if (daemon == Peer::ctld) {
+    s.permissions.push_back(permit<AgentStatusRequest>({Peer::supervisor}));
+    s.permissions.push_back(permit<AgentStatusReply>({Peer::ctld}));
+  }
   return s;
 }
 
@@ -54,6 +59,10 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
   s.b = other;
   // Below the default Unix socket send buffer (208 KiB): a larger record fails with EMSGSIZE.
   s.max_frame = 128 * 1024;
+  if (other == Peer::apid) {
+    s.permissions.push_back(permit<AgentStatusRequest>({Peer::apid}));
+    s.permissions.push_back(permit<AgentStatusReply>({Peer::ctld}));
+  }
   return s;
 }
 

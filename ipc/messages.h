@@ -45,6 +45,8 @@ enum class MsgType : uint16_t {
   channel_fd = 16,
   status_request = 17,
   status_reply = 18,
+  agent_status_request = 19,  // lifecycle and ctld-apid, ipc/ctld_apid.h
+  agent_status_reply = 20,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;

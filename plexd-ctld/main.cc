@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string_view>
 
 #include "common/atomic_file.h"
@@ -19,6 +20,7 @@
 #include "common/log.h"
 #include "plexd-ctld/agent/agent.h"
 #include "plexd-ctld/agent/mesh_key.h"
+#include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/events/verify_envelopes_cli.h"
 #include "plexd-supervisor/lifecycle_client.h"
 
@@ -73,10 +75,29 @@ int main(int argc, char** argv) {
     const char* v = std::getenv(name);
     return v ? std::optional<std::string>(v) : std::nullopt;
   };
+  // Status for apid (node API, plexdctl): answered on every apid channel.
+  std::function<ipc::AgentStatusReply()> statusNow;
+  auto answerStatus = [&statusNow](ipc::AgentStatusRequest&&, UniqueFd, ipc::Reply reply) {
+    if (auto st = reply.send(statusNow()); !st)
+      log::warning("cannot answer a status request", {{"error", st.error().text()}});
+  };
+  if (*lifecycle) {
+    (*lifecycle)->onPeerChannel([&answerStatus](ipc::Peer peer, ipc::Channel& ch) {
+      if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
+    });
+  }
+
   if (auto st = requireControlPlane(*config); !st) {
     // Installed but not configured yet (or a suite started without a
     // control plane): stay up and say so, instead of a restart loop.
     log::error("no control plane configured; idle until configured and restarted", {{"error", st.error().text()}});
+    const std::string why = st.error().text();
+    statusNow = [why] {
+      ipc::AgentStatusReply r;
+      r.registration = "unconfigured";
+      r.last_error = why.substr(0, ipc::kMaxStatusText);
+      return r;
+    };
     (*daemon)->ready("idle: no control plane configured (api.base_url / PLEXD_API)");
     return (*daemon)->run();
   }
@@ -87,6 +108,10 @@ int main(int argc, char** argv) {
                       log::error(e.text());
                       d->stop(code);
                     });
+  statusNow = [&agent, api = config->api.baseUrl] {
+    ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
+    return r;
+  };
   if (auto st = agent.start(); !st) {
     log::error(st.error().text());
     return ctld::kExitConfig;

@@ -10,13 +10,13 @@
 namespace plexd::emu {
 namespace admin {
 
-http::Response ok(std::string b) { return http::Response::json(200, std::move(b)); }
+httpd::Response ok(std::string b) { return httpd::Response::json(200, std::move(b)); }
 
-http::Response bad(const http::Request& req, std::string detail, int status) {
+httpd::Response bad(const httpd::Request& req, std::string detail, int status) {
   return problem(status, "admin_request_invalid", detail, req);
 }
 
-std::optional<rapidjson::Document> body(const http::Request& req, http::Response* refusal) {
+std::optional<rapidjson::Document> body(const httpd::Request& req, httpd::Response* refusal) {
   auto doc = parseJson(req.body.empty() ? std::string_view("{}") : std::string_view(req.body));
   if (!doc) {
     *refusal = bad(req, doc.error().text());
@@ -25,7 +25,7 @@ std::optional<rapidjson::Document> body(const http::Request& req, http::Response
   return std::move(*doc);
 }
 
-Node* findNode(Emulator& e, const http::Request& req) {
+Node* findNode(Emulator& e, const httpd::Request& req) {
   auto it = e.nodes.find(req.params.at("id"));
   return it == e.nodes.end() ? nullptr : &it->second;
 }
@@ -88,7 +88,7 @@ std::string newTokenValue(const std::string& projectId, const std::string& kind)
   return "psb_emu_" + b32(*project) + "_" + kind + "_" + b32(rnd);
 }
 
-http::Response status(Emulator& e) {
+httpd::Response status(Emulator& e) {
   rapidjson::StringBuffer sb;
   JsonWriter w(sb);
   w.StartObject();
@@ -134,8 +134,8 @@ http::Response status(Emulator& e) {
   return ok(sb.GetString());
 }
 
-http::Response createToken(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response createToken(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   Token t;
@@ -152,8 +152,8 @@ http::Response createToken(Emulator& e, const http::Request& req) {
   return ok(out);
 }
 
-http::Response changeToken(Emulator& e, const http::Request& req, bool revoke) {
-  http::Response refusal;
+httpd::Response changeToken(Emulator& e, const httpd::Request& req, bool revoke) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   auto it = e.tokens.find(optString(*b, "token"));
@@ -166,8 +166,8 @@ http::Response changeToken(Emulator& e, const http::Request& req, bool revoke) {
   return ok();
 }
 
-http::Response addResource(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response addResource(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   std::string handle = optString(*b, "handle");
@@ -177,8 +177,8 @@ http::Response addResource(Emulator& e, const http::Request& req) {
   return ok();
 }
 
-http::Response config(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response config(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   if (auto v = optBool(*b, "auto_resources")) e.autoResources = *v;
@@ -192,8 +192,8 @@ http::Response config(Emulator& e, const http::Request& req) {
   return ok();
 }
 
-http::Response setFault(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response setFault(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   Fault f;
@@ -209,8 +209,8 @@ http::Response setFault(Emulator& e, const http::Request& req) {
   return ok();
 }
 
-http::Response emitEvent(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response emitEvent(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = admin::body(req, &refusal);
   if (!b) return refusal;
   std::string nodeId = optString(*b, "node_id");
@@ -242,7 +242,7 @@ http::Response emitEvent(Emulator& e, const http::Request& req) {
   return ok("{\"seq\":" + std::to_string(seq) + ",\"data\":" + goQuote(data) + "}");
 }
 
-http::Response listEvents(Emulator& e) {
+httpd::Response listEvents(Emulator& e) {
   rapidjson::StringBuffer sb;
   JsonWriter w(sb);
   w.StartArray();
@@ -264,46 +264,46 @@ http::Response listEvents(Emulator& e) {
 
 }  // namespace
 
-void addAdminRoutes(http::Router& r, Emulator& e) {
+void addAdminRoutes(httpd::Router& r, Emulator& e) {
   constexpr size_t kMax = 1024 * 1024;
-  r.add("GET", "/admin/status", 0, [&e](const http::Request&) { return status(e); });
-  r.add("POST", "/admin/tokens", kMax, [&e](const http::Request& q) { return createToken(e, q); });
-  r.add("POST", "/admin/tokens/revoke", kMax, [&e](const http::Request& q) { return changeToken(e, q, true); });
-  r.add("POST", "/admin/tokens/expire", kMax, [&e](const http::Request& q) { return changeToken(e, q, false); });
-  r.add("POST", "/admin/resources", kMax, [&e](const http::Request& q) { return addResource(e, q); });
-  r.add("PUT", "/admin/config", kMax, [&e](const http::Request& q) { return config(e, q); });
-  r.add("PUT", "/admin/faults/{surface}", kMax, [&e](const http::Request& q) { return setFault(e, q); });
-  r.add("DELETE", "/admin/faults/{surface}", 0, [&e](const http::Request& q) {
+  r.add("GET", "/admin/status", 0, [&e](const httpd::Request&) { return status(e); });
+  r.add("POST", "/admin/tokens", kMax, [&e](const httpd::Request& q) { return createToken(e, q); });
+  r.add("POST", "/admin/tokens/revoke", kMax, [&e](const httpd::Request& q) { return changeToken(e, q, true); });
+  r.add("POST", "/admin/tokens/expire", kMax, [&e](const httpd::Request& q) { return changeToken(e, q, false); });
+  r.add("POST", "/admin/resources", kMax, [&e](const httpd::Request& q) { return addResource(e, q); });
+  r.add("PUT", "/admin/config", kMax, [&e](const httpd::Request& q) { return config(e, q); });
+  r.add("PUT", "/admin/faults/{surface}", kMax, [&e](const httpd::Request& q) { return setFault(e, q); });
+  r.add("DELETE", "/admin/faults/{surface}", 0, [&e](const httpd::Request& q) {
     e.faults.erase(q.params.at("surface"));
     return ok();
   });
-  r.add("DELETE", "/admin/faults", 0, [&e](const http::Request&) {
+  r.add("DELETE", "/admin/faults", 0, [&e](const httpd::Request&) {
     e.faults.clear();
     return ok();
   });
-  r.add("POST", "/admin/signing-key/rotate", kMax, [&e](const http::Request& q) {
-    http::Response refusal;
+  r.add("POST", "/admin/signing-key/rotate", kMax, [&e](const httpd::Request& q) {
+    httpd::Response refusal;
     auto b = admin::body(q, &refusal);
     if (!b) return refusal;
     e.rotateSigningKey(std::chrono::seconds(optInt(*b, "grace_seconds", 300)));
     return ok("{\"signing_key_id\":" + goQuote(e.signingKey.kid) + ",\"signing_public_key\":\"" +
               signingPublicKeyText(e.signingKey, false) + "\"}");
   });
-  r.add("POST", "/admin/events", kMax, [&e](const http::Request& q) { return emitEvent(e, q); });
-  r.add("GET", "/admin/events", 0, [&e](const http::Request&) { return listEvents(e); });
-  r.add("POST", "/admin/streams/drop", kMax, [&e](const http::Request& q) {
-    http::Response refusal;
+  r.add("POST", "/admin/events", kMax, [&e](const httpd::Request& q) { return emitEvent(e, q); });
+  r.add("GET", "/admin/events", 0, [&e](const httpd::Request&) { return listEvents(e); });
+  r.add("POST", "/admin/streams/drop", kMax, [&e](const httpd::Request& q) {
+    httpd::Response refusal;
     auto b = admin::body(q, &refusal);
     if (!b) return refusal;
     size_t n = e.sseClients.size();
     e.dropStreams(optBool(*b, "abrupt").value_or(false));
     return ok("{\"dropped\":" + std::to_string(n) + "}");
   });
-  r.add("POST", "/admin/offline", 0, [&e](const http::Request& q) {
+  r.add("POST", "/admin/offline", 0, [&e](const httpd::Request& q) {
     auto s = e.setOnline(false);
     return s ? ok() : bad(q, s.error().text(), 500);
   });
-  r.add("POST", "/admin/online", 0, [&e](const http::Request& q) {
+  r.add("POST", "/admin/online", 0, [&e](const httpd::Request& q) {
     auto s = e.setOnline(true);
     return s ? ok() : bad(q, s.error().text(), 500);
   });

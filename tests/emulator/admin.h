@@ -11,15 +11,15 @@
 
 namespace plexd::emu::admin {
 
-http::Response ok(std::string body = "{}");
-http::Response bad(const http::Request& req, std::string detail, int status = 400);
+httpd::Response ok(std::string body = "{}");
+httpd::Response bad(const httpd::Request& req, std::string detail, int status = 400);
 // The body as JSON (empty body = {}); on failure *refusal is set.
-std::optional<rapidjson::Document> body(const http::Request& req, http::Response* refusal);
-Node* findNode(Emulator& e, const http::Request& req);
+std::optional<rapidjson::Document> body(const httpd::Request& req, httpd::Response* refusal);
+Node* findNode(Emulator& e, const httpd::Request& req);
 std::string optString(const rapidjson::Value& v, const char* name, std::string fallback = "");
 int64_t optInt(const rapidjson::Value& v, const char* name, int64_t fallback);
 std::optional<bool> optBool(const rapidjson::Value& v, const char* name);
 
-void addNodeAdminRoutes(http::Router& r, Emulator& e);
+void addNodeAdminRoutes(httpd::Router& r, Emulator& e);
 
 }  // namespace plexd::emu::admin

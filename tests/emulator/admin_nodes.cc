@@ -35,8 +35,8 @@ void writeNode(JsonWriter& w, const Node& n) {
   w.EndObject();
 }
 
-http::Response createNode(Emulator& e, const http::Request& req) {
-  http::Response refusal;
+httpd::Response createNode(Emulator& e, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   auto ip = e.allocateMeshIp();
@@ -66,8 +66,8 @@ http::Response createNode(Emulator& e, const http::Request& req) {
   return ok(sb.GetString());
 }
 
-http::Response patchNode(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response patchNode(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   bool peerVisible = false;
@@ -88,8 +88,8 @@ http::Response patchNode(Emulator& e, Node& n, const http::Request& req) {
   return ok();
 }
 
-http::Response setPolicy(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response setPolicy(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   std::string policyId = newUuidV7();
@@ -118,8 +118,8 @@ http::Response setPolicy(Emulator& e, Node& n, const http::Request& req) {
   return ok(n.policyJson.value_or("null"));
 }
 
-http::Response setBridge(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response setBridge(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   if (!b->IsNull() && !b->IsObject()) return bad(req, "body must be null or a NodeStateBridge object");
@@ -147,8 +147,8 @@ std::optional<std::vector<StateEntry>> entries(const rapidjson::Value& v, const 
   return out;
 }
 
-http::Response setState(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response setState(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   if (b->IsNull()) {
@@ -167,8 +167,8 @@ http::Response setState(Emulator& e, Node& n, const http::Request& req) {
   return ok();
 }
 
-http::Response addSecret(Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response addSecret(Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   std::string name = optString(*b, "name");
@@ -179,8 +179,8 @@ http::Response addSecret(Node& n, const http::Request& req) {
   return ok("{\"name\":" + goQuote(name) + ",\"version\":" + std::to_string(version) + "}");
 }
 
-http::Response addExecution(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response addExecution(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   Execution x;
@@ -196,8 +196,8 @@ http::Response addExecution(Emulator& e, Node& n, const http::Request& req) {
   return ok("{\"execution_id\":\"" + id + "\"}");
 }
 
-http::Response addSession(Emulator& e, Node& n, const http::Request& req) {
-  http::Response refusal;
+httpd::Response addSession(Emulator& e, Node& n, const httpd::Request& req) {
+  httpd::Response refusal;
   auto b = body(req, &refusal);
   if (!b) return refusal;
   Session s;
@@ -214,7 +214,7 @@ http::Response addSession(Emulator& e, Node& n, const http::Request& req) {
   return ok("{\"session_id\":\"" + id + "\"}");
 }
 
-http::Response received(Node& n, const http::Request& req) {
+httpd::Response received(Node& n, const httpd::Request& req) {
   std::string surface(req.queryArg("surface").value_or(""));
   rapidjson::StringBuffer sb;
   JsonWriter w(sb);
@@ -249,8 +249,8 @@ http::Response received(Node& n, const http::Request& req) {
 
 // Wraps a handler that needs the node named by {id}.
 template <class F>
-http::Handler withNode(Emulator& e, F f) {
-  return [&e, f](const http::Request& req) {
+httpd::Handler withNode(Emulator& e, F f) {
+  return [&e, f](const httpd::Request& req) {
     Node* n = findNode(e, req);
     if (n == nullptr) return bad(req, "no such node", 404);
     return f(*n, req);
@@ -259,9 +259,9 @@ http::Handler withNode(Emulator& e, F f) {
 
 }  // namespace
 
-void addNodeAdminRoutes(http::Router& r, Emulator& e) {
+void addNodeAdminRoutes(httpd::Router& r, Emulator& e) {
   constexpr size_t kMax = 1024 * 1024;
-  r.add("GET", "/admin/nodes", 0, [&e](const http::Request&) {
+  r.add("GET", "/admin/nodes", 0, [&e](const httpd::Request&) {
     rapidjson::StringBuffer sb;
     JsonWriter w(sb);
     w.StartArray();
@@ -269,16 +269,16 @@ void addNodeAdminRoutes(http::Router& r, Emulator& e) {
     w.EndArray();
     return ok(sb.GetString());
   });
-  r.add("POST", "/admin/nodes", kMax, [&e](const http::Request& q) { return createNode(e, q); });
-  r.add("GET", "/admin/nodes/{id}", 0, withNode(e, [](Node& n, const http::Request&) {
+  r.add("POST", "/admin/nodes", kMax, [&e](const httpd::Request& q) { return createNode(e, q); });
+  r.add("GET", "/admin/nodes/{id}", 0, withNode(e, [](Node& n, const httpd::Request&) {
           rapidjson::StringBuffer sb;
           JsonWriter w(sb);
           writeNode(w, n);
           return ok(sb.GetString());
         }));
   r.add("GET", "/admin/nodes/{id}/snapshot", 0,
-        withNode(e, [&e](Node& n, const http::Request&) { return ok(buildSnapshot(e, n)); }));
-  r.add("DELETE", "/admin/nodes/{id}", 0, withNode(e, [&e](Node& n, const http::Request&) {
+        withNode(e, [&e](Node& n, const httpd::Request&) { return ok(buildSnapshot(e, n)); }));
+  r.add("DELETE", "/admin/nodes/{id}", 0, withNode(e, [&e](Node& n, const httpd::Request&) {
           std::string id = n.id;
           for (auto& [h, res] : e.resources) {
             if (res.nodeId == id) res.nodeId.clear();
@@ -288,17 +288,17 @@ void addNodeAdminRoutes(http::Router& r, Emulator& e) {
           return ok();
         }));
   r.add("PATCH", "/admin/nodes/{id}", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return patchNode(e, n, q); }));
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return patchNode(e, n, q); }));
   r.add("PUT", "/admin/nodes/{id}/policy", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return setPolicy(e, n, q); }));
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return setPolicy(e, n, q); }));
   r.add("PUT", "/admin/nodes/{id}/bridge", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return setBridge(e, n, q); }));
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return setBridge(e, n, q); }));
   r.add("PUT", "/admin/nodes/{id}/state", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return setState(e, n, q); }));
-  r.add("POST", "/admin/nodes/{id}/secrets", kMax, withNode(e, [](Node& n, const http::Request& q) { return addSecret(n, q); }));
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return setState(e, n, q); }));
+  r.add("POST", "/admin/nodes/{id}/secrets", kMax, withNode(e, [](Node& n, const httpd::Request& q) { return addSecret(n, q); }));
   r.add("POST", "/admin/nodes/{id}/executions", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return addExecution(e, n, q); }));
-  r.add("GET", "/admin/nodes/{id}/executions", 0, withNode(e, [](Node& n, const http::Request&) {
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return addExecution(e, n, q); }));
+  r.add("GET", "/admin/nodes/{id}/executions", 0, withNode(e, [](Node& n, const httpd::Request&) {
           std::string out = "{";
           for (const auto& [id, x] : n.executions) {
             if (out.size() > 1) out += ",";
@@ -307,9 +307,9 @@ void addNodeAdminRoutes(http::Router& r, Emulator& e) {
           return ok(out + "}");
         }));
   r.add("POST", "/admin/nodes/{id}/sessions", kMax,
-        withNode(e, [&e](Node& n, const http::Request& q) { return addSession(e, n, q); }));
-  r.add("PUT", "/admin/nodes/{id}/sessions/{sid}/state", kMax, withNode(e, [&e](Node& n, const http::Request& q) {
-          http::Response refusal;
+        withNode(e, [&e](Node& n, const httpd::Request& q) { return addSession(e, n, q); }));
+  r.add("PUT", "/admin/nodes/{id}/sessions/{sid}/state", kMax, withNode(e, [&e](Node& n, const httpd::Request& q) {
+          httpd::Response refusal;
           auto b = body(q, &refusal);
           if (!b) return refusal;
           if (!n.sessions || !n.sessions->contains(q.params.at("sid"))) return bad(q, "no such session", 404);
@@ -317,7 +317,7 @@ void addNodeAdminRoutes(http::Router& r, Emulator& e) {
           if (e.autoEvents) e.emit(n.id, "node_state_updated", "{\"node_id\":\"" + n.id + "\"}");
           return ok();
         }));
-  r.add("GET", "/admin/nodes/{id}/received", 0, withNode(e, [](Node& n, const http::Request& q) { return received(n, q); }));
+  r.add("GET", "/admin/nodes/{id}/received", 0, withNode(e, [](Node& n, const httpd::Request& q) { return received(n, q); }));
 }
 
 }  // namespace plexd::emu::admin

@@ -28,7 +28,7 @@ Result<std::pair<uint32_t, uint32_t>> parseCidr(const std::string& cidr) {
   return std::make_pair(base, size);
 }
 
-http::Response adminError(int status, std::string_view detail, const http::Request& req) {
+httpd::Response adminError(int status, std::string_view detail, const httpd::Request& req) {
   return problem(status, status == 404 ? "not_found" : "method_not_allowed", detail, req);
 }
 
@@ -59,7 +59,7 @@ Result<std::unique_ptr<Emulator>> Emulator::start(sd_event* loop, Options option
     e->tlsKey_ = ca->serverKeyPem;
   }
 
-  e->apiRouter_ = std::make_shared<http::Router>();
+  e->apiRouter_ = std::make_shared<httpd::Router>();
   Emulator& em = *e;
   addRegisterRoutes(*e->apiRouter_, em);
   addStateRoutes(*e->apiRouter_, em);
@@ -71,13 +71,13 @@ Result<std::unique_ptr<Emulator>> Emulator::start(sd_event* loop, Options option
   e->port_ = e->options_.port;
   if (auto s = e->startApi(); !s) return s.error();
 
-  auto adminRouter = std::make_shared<http::Router>();
+  auto adminRouter = std::make_shared<httpd::Router>();
   addAdminRoutes(*adminRouter, em);
-  auto adminFd = http::listenTcp("127.0.0.1", e->options_.adminPort);
+  auto adminFd = httpd::listenTcp("127.0.0.1", e->options_.adminPort);
   if (!adminFd) return adminFd.error().wrap("cannot open the admin port");
-  http::ServerOptions ao;
+  httpd::ServerOptions ao;
   ao.errorResponder = adminError;
-  auto admin = http::HttpServer::start(loop, std::move(*adminFd), std::move(ao), adminRouter);
+  auto admin = httpd::HttpServer::start(loop, std::move(*adminFd), std::move(ao), adminRouter);
   if (!admin) return admin.error();
   e->admin_ = std::move(*admin);
   e->adminPort_ = e->admin_->port();
@@ -98,15 +98,15 @@ Emulator::~Emulator() {
 }
 
 Status Emulator::startApi() {
-  auto fd = http::listenTcp(options_.listenHost, port_);
+  auto fd = httpd::listenTcp(options_.listenHost, port_);
   if (!fd) return fd.error().wrap("cannot open the emulator API port");
-  http::ServerOptions o;
-  if (!tlsCert_.empty()) o.tls = http::TlsConfig{tlsCert_, tlsKey_};
+  httpd::ServerOptions o;
+  if (!tlsCert_.empty()) o.tls = httpd::TlsConfig{tlsCert_, tlsKey_};
   o.maxConnections = 256;
-  o.errorResponder = [](int status, std::string_view detail, const http::Request& req) {
+  o.errorResponder = [](int status, std::string_view detail, const httpd::Request& req) {
     return problem(status, status == 404 ? "not_found" : "method_not_allowed", detail, req);
   };
-  auto s = http::HttpServer::start(loop_, std::move(*fd), std::move(o), apiRouter_);
+  auto s = httpd::HttpServer::start(loop_, std::move(*fd), std::move(o), apiRouter_);
   if (!s) return s.error();
   api_ = std::move(*s);
   port_ = api_->port();
@@ -185,7 +185,7 @@ void Emulator::keepAliveTick() {
   static_cast<void>(event::rearmTimer(keepAlive_.get(), static_cast<uint64_t>(options_.keepAlive.count()) * 1000000));
 }
 
-void Emulator::record(Node& node, const std::string& surface, const http::Request& req, std::string body) {
+void Emulator::record(Node& node, const std::string& surface, const httpd::Request& req, std::string body) {
   Received r;
   r.at = nowText(now());
   r.method = req.method;

@@ -135,7 +135,7 @@ struct StoredEvent {
 
 struct SseClient {
   std::string nodeId;
-  std::shared_ptr<http::ResponseStream> stream;
+  std::shared_ptr<httpd::ResponseStream> stream;
 };
 
 class Emulator {
@@ -190,7 +190,7 @@ class Emulator {
   void pushFrame(const StoredEvent& ev, bool cutMidFrame = false);
   void rotateSigningKey(std::chrono::seconds grace);
   void dropStreams(bool abrupt);
-  void record(Node& node, const std::string& surface, const http::Request& req, std::string body);
+  void record(Node& node, const std::string& surface, const httpd::Request& req, std::string body);
   // Events peers care about when a node's peer-visible data changed.
   void peersChanged(const std::string& exceptNodeId);
   Result<std::string> allocateMeshIp();
@@ -206,21 +206,21 @@ class Emulator {
   std::string tlsCert_, tlsKey_;
   uint16_t port_ = 0;
   uint16_t adminPort_ = 0;
-  std::shared_ptr<http::Router> apiRouter_;
-  std::unique_ptr<http::HttpServer> api_;
-  std::unique_ptr<http::HttpServer> admin_;
+  std::shared_ptr<httpd::Router> apiRouter_;
+  std::unique_ptr<httpd::HttpServer> api_;
+  std::unique_ptr<httpd::HttpServer> admin_;
   event::Source keepAlive_;
 };
 
 // Route tables (one file per endpoint group).
-void addRegisterRoutes(http::Router& r, Emulator& e);
-void addStateRoutes(http::Router& r, Emulator& e);  // state, events, reachability, health
-void addHeartbeatRoutes(http::Router& r, Emulator& e);  // heartbeat, endpoint
-void addSecretReportRoutes(http::Router& r, Emulator& e);
-void addIngestRoutes(http::Router& r, Emulator& e);
-void addCallbackRoutes(http::Router& r, Emulator& e);  // executions, sessions, upload
-void addManifestRoutes(http::Router& r, Emulator& e);  // capabilities, integrity, keys/rotate
-void addAdminRoutes(http::Router& r, Emulator& e);
+void addRegisterRoutes(httpd::Router& r, Emulator& e);
+void addStateRoutes(httpd::Router& r, Emulator& e);  // state, events, reachability, health
+void addHeartbeatRoutes(httpd::Router& r, Emulator& e);  // heartbeat, endpoint
+void addSecretReportRoutes(httpd::Router& r, Emulator& e);
+void addIngestRoutes(httpd::Router& r, Emulator& e);
+void addCallbackRoutes(httpd::Router& r, Emulator& e);  // executions, sessions, upload
+void addManifestRoutes(httpd::Router& r, Emulator& e);  // capabilities, integrity, keys/rotate
+void addAdminRoutes(httpd::Router& r, Emulator& e);
 
 // The snapshot body for GET /v1/nodes/{id}/state (byte-stable).
 std::string buildSnapshot(Emulator& e, Node& node);

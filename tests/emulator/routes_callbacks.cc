@@ -25,7 +25,7 @@ bool legalEdge(const std::string& from, const std::string& to, uint64_t declared
   return from == "started";  // succeeded | failed | cancelled
 }
 
-http::Response executionCallback(Emulator& e, const http::Request& req) {
+httpd::Response executionCallback(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "executions", "nsk_node_mismatch");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "inline_output_too_large", "the callback body is too large", req);
@@ -85,7 +85,7 @@ http::Response executionCallback(Emulator& e, const http::Request& req) {
   return jsonResponse(200, "{\"status\":\"" + x.status + "\"" + extra + "}");
 }
 
-http::Response upload(Emulator& e, const http::Request& req) {
+httpd::Response upload(Emulator& e, const httpd::Request& req) {
   const std::string& eid = req.params.at("execution_id");
   std::string token(req.queryArg("token").value_or(""));
   for (auto& [nid, n] : e.nodes) {
@@ -99,7 +99,7 @@ http::Response upload(Emulator& e, const http::Request& req) {
     }
     x.uploadUsed = true;
     x.uploadedSha256 = hexEncode(crypto::sha256(req.body));
-    return http::Response::empty(200);
+    return httpd::Response::empty(200);
   }
   return problem(404, "upload_not_found", "unknown or expired upload URL", req);
 }
@@ -151,7 +151,7 @@ std::string checkActivity(const std::string& kind, const rapidjson::Value& v) {
   return typeError ? "a member has the wrong JSON type" : "";
 }
 
-http::Response sessionActivity(Emulator& e, const http::Request& req) {
+httpd::Response sessionActivity(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "sessions", "nsk_node_mismatch");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "payload_too_large", "the activity body is too large", req);
@@ -173,17 +173,17 @@ http::Response sessionActivity(Emulator& e, const http::Request& req) {
   if (s.state == "revoked") return problem(409, "session_already_revoked", "the session was revoked", req);
   if (s.state == "expired" || s.expiresAt <= e.now()) return problem(409, "session_expired", "the session expired", req);
   e.record(*g.node, "sessions", req, req.body);
-  return http::Response::empty(204);
+  return httpd::Response::empty(204);
 }
 
 }  // namespace
 
-void addCallbackRoutes(http::Router& r, Emulator& e) {
+void addCallbackRoutes(httpd::Router& r, Emulator& e) {
   r.add("POST", "/v1/nodes/{id}/executions/{execution_id}", kExecutionMaxBody,
-        [&e](const http::Request& q) { return executionCallback(e, q); });
-  r.add("PUT", "/uploads/exec-output/{execution_id}", kUploadMax, [&e](const http::Request& q) { return upload(e, q); });
+        [&e](const httpd::Request& q) { return executionCallback(e, q); });
+  r.add("PUT", "/uploads/exec-output/{execution_id}", kUploadMax, [&e](const httpd::Request& q) { return upload(e, q); });
   r.add("POST", "/v1/nodes/{id}/sessions/{session_id}", kSessionMaxBody,
-        [&e](const http::Request& q) { return sessionActivity(e, q); });
+        [&e](const httpd::Request& q) { return sessionActivity(e, q); });
 }
 
 }  // namespace plexd::emu

@@ -21,7 +21,7 @@ bool validChecksum(std::string_view s) {
   return s.size() == 44 && b && b->size() == 32;
 }
 
-http::Response heartbeat(Emulator& e, const http::Request& req) {
+httpd::Response heartbeat(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "heartbeat");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "payload_too_large", "the heartbeat body is too large", req);
@@ -99,7 +99,7 @@ bool validEndpoint(std::string_view ep) {
   return false;
 }
 
-http::Response endpoint(Emulator& e, const http::Request& req) {
+httpd::Response endpoint(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "endpoint");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "endpoint_body_too_large", "the endpoint body exceeds 4 KiB", req);
@@ -134,9 +134,9 @@ http::Response endpoint(Emulator& e, const http::Request& req) {
 
 }  // namespace
 
-void addHeartbeatRoutes(http::Router& r, Emulator& e) {
-  r.add("POST", "/v1/nodes/{id}/heartbeat", kHeartbeatMaxBody, [&e](const http::Request& q) { return heartbeat(e, q); });
-  r.add("PUT", "/v1/nodes/{id}/endpoint", kEndpointMaxBody, [&e](const http::Request& q) { return endpoint(e, q); });
+void addHeartbeatRoutes(httpd::Router& r, Emulator& e) {
+  r.add("POST", "/v1/nodes/{id}/heartbeat", kHeartbeatMaxBody, [&e](const httpd::Request& q) { return heartbeat(e, q); });
+  r.add("PUT", "/v1/nodes/{id}/endpoint", kEndpointMaxBody, [&e](const httpd::Request& q) { return endpoint(e, q); });
 }
 
 }  // namespace plexd::emu

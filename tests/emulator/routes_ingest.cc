@@ -108,7 +108,7 @@ std::string checkRecord(const std::string& surface, const rapidjson::Value& r) {
   return "";
 }
 
-http::Response ingest(Emulator& e, const http::Request& req, const std::string& surface) {
+httpd::Response ingest(Emulator& e, const httpd::Request& req, const std::string& surface) {
   Gate g = gateNode(e, req, surface);
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "ingest_body_too_large", "the batch body is too large", req);
@@ -161,11 +161,11 @@ http::Response ingest(Emulator& e, const http::Request& req, const std::string& 
 
 }  // namespace
 
-void addIngestRoutes(http::Router& r, Emulator& e) {
+void addIngestRoutes(httpd::Router& r, Emulator& e) {
   for (const char* s : {"metrics", "logs", "audit"}) {
     std::string surface = s;
     r.add("POST", "/v1/nodes/{id}/" + surface, kIngestMaxBody,
-          [&e, surface](const http::Request& q) { return ingest(e, q, surface); });
+          [&e, surface](const httpd::Request& q) { return ingest(e, q, surface); });
   }
 }
 

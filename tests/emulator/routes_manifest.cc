@@ -30,7 +30,7 @@ bool sshFingerprint(const std::string& s) {
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
-http::Response capabilities(Emulator& e, const http::Request& req) {
+httpd::Response capabilities(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "capabilities");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "capabilities_body_too_large", "the manifest exceeds 32 KiB", req);
@@ -118,7 +118,7 @@ http::Response capabilities(Emulator& e, const http::Request& req) {
                                "],\"host_key_changed\":" + (hostKeyChanged ? "true" : "false") + "}");
 }
 
-http::Response integrity(Emulator& e, const http::Request& req) {
+httpd::Response integrity(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "integrity");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "integrity_violations_body_too_large", "the batch exceeds 32 KiB", req);
@@ -172,7 +172,7 @@ http::Response integrity(Emulator& e, const http::Request& req) {
                                std::to_string(list->Size()) + "}");
 }
 
-http::Response keysRotate(Emulator& e, const http::Request& req) {
+httpd::Response keysRotate(Emulator& e, const httpd::Request& req) {
   Gate g = gateBearer(e, req, "keys_rotate");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "keys_rotate_body_too_large", "the body exceeds 4 KiB", req);
@@ -201,11 +201,11 @@ http::Response keysRotate(Emulator& e, const http::Request& req) {
 
 }  // namespace
 
-void addManifestRoutes(http::Router& r, Emulator& e) {
-  r.add("PUT", "/v1/nodes/{id}/capabilities", kManifestMaxBody, [&e](const http::Request& q) { return capabilities(e, q); });
+void addManifestRoutes(httpd::Router& r, Emulator& e) {
+  r.add("PUT", "/v1/nodes/{id}/capabilities", kManifestMaxBody, [&e](const httpd::Request& q) { return capabilities(e, q); });
   r.add("POST", "/v1/nodes/{id}/integrity-violations", kManifestMaxBody,
-        [&e](const http::Request& q) { return integrity(e, q); });
-  r.add("POST", "/v1/keys/rotate", kRotateMaxBody, [&e](const http::Request& q) { return keysRotate(e, q); });
+        [&e](const httpd::Request& q) { return integrity(e, q); });
+  r.add("POST", "/v1/keys/rotate", kRotateMaxBody, [&e](const httpd::Request& q) { return keysRotate(e, q); });
 }
 
 }  // namespace plexd::emu

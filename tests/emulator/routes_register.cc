@@ -13,7 +13,7 @@ namespace {
 
 constexpr size_t kRegisterMaxBody = 32 * 1024;
 
-http::Response registerNode(Emulator& e, const http::Request& req) {
+httpd::Response registerNode(Emulator& e, const httpd::Request& req) {
   if (auto f = faultFor(e, req, "register")) return *f;
   if (req.bodyTooLarge) return problem(413, "register_body_too_large", "the request body is too large", req);
   auto d = decodeStrict(req, "malformed_register_request",
@@ -139,8 +139,8 @@ http::Response registerNode(Emulator& e, const http::Request& req) {
 
 }  // namespace
 
-void addRegisterRoutes(http::Router& r, Emulator& e) {
-  r.add("POST", "/v1/register", kRegisterMaxBody, [&e](const http::Request& req) { return registerNode(e, req); });
+void addRegisterRoutes(httpd::Router& r, Emulator& e) {
+  r.add("POST", "/v1/register", kRegisterMaxBody, [&e](const httpd::Request& req) { return registerNode(e, req); });
 }
 
 }  // namespace plexd::emu

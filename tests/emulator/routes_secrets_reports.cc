@@ -15,7 +15,7 @@ constexpr size_t kReportMaxBody = 16 * 1024;
 
 bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
 
-http::Response getSecret(Emulator& e, const http::Request& req) {
+httpd::Response getSecret(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "secrets", "permission_denied");
   if (g.refusal) return *g.refusal;
   const std::string& name = req.params.at("name");
@@ -36,7 +36,7 @@ http::Response getSecret(Emulator& e, const http::Request& req) {
   auto sealed = crypto::aesGcmSeal(
       g.node->nsk, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(ver->second.data()), ver->second.size()));
   if (!sealed) return problem(500, "internal", "cannot seal the secret", req);
-  http::Response r;
+  httpd::Response r;
   r.status = 200;
   r.body.assign(sealed->begin(), sealed->end());
   r.headers = {{"content-type", "application/octet-stream"},
@@ -46,7 +46,7 @@ http::Response getSecret(Emulator& e, const http::Request& req) {
   return r;
 }
 
-http::Response putReport(Emulator& e, const http::Request& req) {
+httpd::Response putReport(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "reports");
   if (g.refusal) return *g.refusal;
   if (req.bodyTooLarge) return problem(413, "payload_too_large", "the report body is too large", req);
@@ -73,7 +73,7 @@ http::Response putReport(Emulator& e, const http::Request& req) {
   return jsonResponse(200, "{\"accepted_at\":\"" + nowText(e.now()) + "\",\"key\":" + goQuote(key) + "}");
 }
 
-http::Response deleteReport(Emulator& e, const http::Request& req) {
+httpd::Response deleteReport(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "reports");
   if (g.refusal) return *g.refusal;
   const std::string& key = req.params.at("key");
@@ -82,16 +82,16 @@ http::Response deleteReport(Emulator& e, const http::Request& req) {
   }
   if (g.node->reports.erase(key) == 0) return problem(404, "report_not_found", "no report with this key", req);
   e.record(*g.node, "reports", req, "");
-  return http::Response::empty(204);
+  return httpd::Response::empty(204);
 }
 
 }  // namespace
 
-void addSecretReportRoutes(http::Router& r, Emulator& e) {
-  r.add("GET", "/v1/nodes/{id}/secrets/{name}", 0, [&e](const http::Request& q) { return getSecret(e, q); });
+void addSecretReportRoutes(httpd::Router& r, Emulator& e) {
+  r.add("GET", "/v1/nodes/{id}/secrets/{name}", 0, [&e](const httpd::Request& q) { return getSecret(e, q); });
   r.add("PUT", "/v1/nodes/{id}/state/reports/{key}", kReportMaxBody,
-        [&e](const http::Request& q) { return putReport(e, q); });
-  r.add("DELETE", "/v1/nodes/{id}/state/reports/{key}", 0, [&e](const http::Request& q) { return deleteReport(e, q); });
+        [&e](const httpd::Request& q) { return putReport(e, q); });
+  r.add("DELETE", "/v1/nodes/{id}/state/reports/{key}", 0, [&e](const httpd::Request& q) { return deleteReport(e, q); });
 }
 
 }  // namespace plexd::emu

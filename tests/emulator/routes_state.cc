@@ -59,7 +59,7 @@ void writeStateBlock(JsonWriter& w, const Node& node) {
   w.EndObject();
 }
 
-http::Response stateHandler(Emulator& e, const http::Request& req) {
+httpd::Response stateHandler(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "state");
   if (g.refusal) return *g.refusal;
   // Recorded without the body: tests count pulls and time them.
@@ -71,7 +71,7 @@ bool allDigits(std::string_view s) {
   return !s.empty() && s.size() <= 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-http::Response eventsHandler(Emulator& e, const http::Request& req) {
+httpd::Response eventsHandler(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "events");
   if (g.refusal) return *g.refusal;
   e.record(*g.node, "events", req, "");  // tests check the Last-Event-ID sent
@@ -89,7 +89,7 @@ http::Response eventsHandler(Emulator& e, const http::Request& req) {
     }
     cursor = n;
   }
-  http::Response resp = http::Response::streaming(200, "text/event-stream");
+  httpd::Response resp = httpd::Response::streaming(200, "text/event-stream");
   resp.headers.emplace_back("cache-control", "no-cache");
   resp.headers.emplace_back("x-plexsphere-api-version", "v1");
   // A first comment flushes the headers so the client knows it is connected.
@@ -104,7 +104,7 @@ http::Response eventsHandler(Emulator& e, const http::Request& req) {
   return resp;
 }
 
-http::Response reachabilityHandler(Emulator& e, const http::Request& req) {
+httpd::Response reachabilityHandler(Emulator& e, const httpd::Request& req) {
   Gate g = gateNode(e, req, "reachability", "insufficient_relation");
   if (g.refusal) return *g.refusal;
   rapidjson::StringBuffer sb;
@@ -113,13 +113,13 @@ http::Response reachabilityHandler(Emulator& e, const http::Request& req) {
   return jsonResponse(200, sb.GetString());
 }
 
-http::Response healthHandler(Emulator& e, const http::Request& req) {
+httpd::Response healthHandler(Emulator& e, const httpd::Request& req) {
   auto f = e.takeFault("health");
   bool down = f.has_value();
   std::string body = std::string("{\"status\":\"") + (down ? "down" : "ok") +
                      "\",\"checks\":[{\"name\":\"emulator\",\"status\":\"" + (down ? "down" : "ok") +
                      "\",\"detail\":\"" + (down ? "injected failure" : "in-memory control-plane emulator") + "\"}]}";
-  http::Response r = jsonResponse(down ? f->status : 200, body);
+  httpd::Response r = jsonResponse(down ? f->status : 200, body);
   if (down && f->retryAfter >= 0) r.headers.emplace_back("retry-after", std::to_string(f->retryAfter));
   static_cast<void>(req);
   return r;
@@ -227,11 +227,11 @@ std::string buildSnapshot(Emulator& e, Node& node) {
   return sb.GetString();
 }
 
-void addStateRoutes(http::Router& r, Emulator& e) {
-  r.add("GET", "/v1/nodes/{id}/state", 0, [&e](const http::Request& q) { return stateHandler(e, q); });
-  r.add("GET", "/v1/nodes/{id}/events", 0, [&e](const http::Request& q) { return eventsHandler(e, q); });
-  r.add("GET", "/v1/nodes/{id}/reachability", 0, [&e](const http::Request& q) { return reachabilityHandler(e, q); });
-  r.add("GET", "/v1/health", 0, [&e](const http::Request& q) { return healthHandler(e, q); });
+void addStateRoutes(httpd::Router& r, Emulator& e) {
+  r.add("GET", "/v1/nodes/{id}/state", 0, [&e](const httpd::Request& q) { return stateHandler(e, q); });
+  r.add("GET", "/v1/nodes/{id}/events", 0, [&e](const httpd::Request& q) { return eventsHandler(e, q); });
+  r.add("GET", "/v1/nodes/{id}/reachability", 0, [&e](const httpd::Request& q) { return reachabilityHandler(e, q); });
+  r.add("GET", "/v1/health", 0, [&e](const httpd::Request& q) { return healthHandler(e, q); });
 }
 
 }  // namespace plexd::emu

@@ -79,9 +79,9 @@ const std::map<std::string, std::string>& defaultCodes() {
 
 }  // namespace
 
-http::Response jsonResponse(int status, std::string body) { return http::Response::json(status, std::move(body)); }
+httpd::Response jsonResponse(int status, std::string body) { return httpd::Response::json(status, std::move(body)); }
 
-http::Response problem(int status, std::string_view code, std::string_view detail, const http::Request& req,
+httpd::Response problem(int status, std::string_view code, std::string_view detail, const httpd::Request& req,
                        int retryAfter) {
   std::string correlation = hexId(16);
   rapidjson::StringBuffer sb;
@@ -108,13 +108,13 @@ http::Response problem(int status, std::string_view code, std::string_view detai
   writeKey(w, "correlation_id");
   writeString(w, correlation);
   w.EndObject();
-  http::Response r = http::Response::json(status, sb.GetString(), "application/problem+json");
+  httpd::Response r = httpd::Response::json(status, sb.GetString(), "application/problem+json");
   r.headers.emplace_back("x-correlation-id", correlation);
   if (retryAfter >= 0) r.headers.emplace_back("retry-after", std::to_string(retryAfter));
   return r;
 }
 
-std::optional<http::Response> faultFor(Emulator& e, const http::Request& req, const std::string& surface) {
+std::optional<httpd::Response> faultFor(Emulator& e, const httpd::Request& req, const std::string& surface) {
   auto f = e.takeFault(surface);
   if (!f) return std::nullopt;
   std::string code = f->code;
@@ -127,7 +127,7 @@ std::optional<http::Response> faultFor(Emulator& e, const http::Request& req, co
   return problem(f->status, code, "injected by the emulator for surface " + surface, req, f->retryAfter);
 }
 
-Gate gateBearer(Emulator& e, const http::Request& req, const std::string& surface) {
+Gate gateBearer(Emulator& e, const httpd::Request& req, const std::string& surface) {
   Gate g;
   if (auto f = faultFor(e, req, surface)) {
     g.refusal = std::move(f);
@@ -183,7 +183,7 @@ Gate gateBearer(Emulator& e, const http::Request& req, const std::string& surfac
   return g;
 }
 
-Gate gateNode(Emulator& e, const http::Request& req, const std::string& surface, std::string_view mismatchCode) {
+Gate gateNode(Emulator& e, const httpd::Request& req, const std::string& surface, std::string_view mismatchCode) {
   Gate g = gateBearer(e, req, surface);
   if (g.refusal) return g;
   auto id = req.params.find("id");
@@ -201,7 +201,7 @@ std::string bearerFor(const Node& node, std::string_view env) {
   return "nsk_" + std::string(env) + "_" + base64Encode(payload, Base64::urlRaw);
 }
 
-Decoded decodeStrict(const http::Request& req, std::string_view malformedCode,
+Decoded decodeStrict(const httpd::Request& req, std::string_view malformedCode,
                      std::initializer_list<std::string_view> allowed) {
   Decoded d;
   if (auto ce = req.header("content-encoding"); ce && *ce != "identity") {

@@ -14,33 +14,33 @@
 namespace plexd::emu {
 
 // RFC 9457 problem+json with the contract's `code` and a correlation id.
-http::Response problem(int status, std::string_view code, std::string_view detail, const http::Request& req,
+httpd::Response problem(int status, std::string_view code, std::string_view detail, const httpd::Request& req,
                        int retryAfter = -1);
-http::Response jsonResponse(int status, std::string body);
+httpd::Response jsonResponse(int status, std::string body);
 
 // Every node route starts here: fault injection for the surface, then the
 // bearer gate, then "the NSK belongs to {id}" (mismatchCode 403). On
 // success *node is the authenticated node.
 struct Gate {
-  std::optional<http::Response> refusal;
+  std::optional<httpd::Response> refusal;
   Node* node = nullptr;
 };
-Gate gateNode(Emulator& e, const http::Request& req, const std::string& surface,
+Gate gateNode(Emulator& e, const httpd::Request& req, const std::string& surface,
               std::string_view mismatchCode = "node_id_mismatch");
 // Fault injection only (register, health, keys/rotate before auth).
-std::optional<http::Response> faultFor(Emulator& e, const http::Request& req, const std::string& surface);
+std::optional<httpd::Response> faultFor(Emulator& e, const httpd::Request& req, const std::string& surface);
 // The authenticated node without a path id (keys/rotate).
-Gate gateBearer(Emulator& e, const http::Request& req, const std::string& surface);
+Gate gateBearer(Emulator& e, const httpd::Request& req, const std::string& surface);
 
 // The bearer value for a node (§4.1), e.g. for admin output.
 std::string bearerFor(const Node& node, std::string_view env = "emu");
 
 // Strict body decoding: parses an object and rejects unknown members.
 struct Decoded {
-  std::optional<http::Response> refusal;
+  std::optional<httpd::Response> refusal;
   rapidjson::Document doc;
 };
-Decoded decodeStrict(const http::Request& req, std::string_view malformedCode,
+Decoded decodeStrict(const httpd::Request& req, std::string_view malformedCode,
                      std::initializer_list<std::string_view> allowed);
 
 // An RFC 3339 timestamp within ±60 s of the emulator's clock.

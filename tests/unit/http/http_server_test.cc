@@ -18,7 +18,7 @@
 #include "tests/unit/http/loop_thread.h"
 
 using namespace plexd;
-using namespace plexd::http;
+using namespace plexd::httpd;
 using plexd::testing::HttpCall;
 using plexd::testing::LoopThread;
 using plexd::testing::perform;

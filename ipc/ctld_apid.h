@@ -1,0 +1,84 @@
+// ctld <-> apid channel messages. apid serves the node's local API; ctld owns
+// everything learned from the control plane.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ipc/messages.h"
+
+namespace plexd::ipc {
+
+inline constexpr uint32_t kMaxStatusText = 1024;
+inline constexpr uint32_t kMaxStatusAlarms = 16;
+
+struct StatusAlarm {
+  std::string name;
+  std::string message;
+  template <class V>
+  void fields(V& v) {
+    v(name, "name", Max{64});
+    v(message, "message", Max{kMaxStatusText});
+  }
+};
+
+// What ctld knows about its control-plane connection (plexdctl status, the
+// node API's status route). Times are Unix milliseconds, 0 = never.
+struct AgentStatusReply {
+  static constexpr MsgType kType = MsgType::agent_status_reply;
+  static constexpr std::string_view kName = "agent_status_reply";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  std::string registration;  // unregistered | registering | registered | failed | unconfigured
+  std::string node_id;
+  std::string mesh_ip;
+  std::string api;                        // control-plane base URL
+  uint64_t last_contact_ms = 0;           // last answer from the control plane
+  uint64_t last_pull_ms = 0;
+  std::string last_pull_result;           // applied | unchanged | what failed
+  uint64_t last_applied_ms = 0;
+  std::string applied_digest;
+  uint32_t applied_peers = 0;
+  std::string stream_state;               // §6.4 state name
+  std::string stream_cursor;
+  uint64_t events_accepted = 0;
+  uint64_t events_rejected = 0;
+  uint64_t last_heartbeat_ms = 0;         // last accepted heartbeat
+  std::string heartbeat_result;
+  std::string last_error;
+  std::vector<StatusAlarm> alarms;
+  template <class V>
+  void fields(V& v) {
+    v(registration, "registration", Max{32});
+    v(node_id, "node_id", Max{64});
+    v(mesh_ip, "mesh_ip", Max{64});
+    v(api, "api", Max{kMaxStatusText});
+    v(last_contact_ms, "last_contact_ms");
+    v(last_pull_ms, "last_pull_ms");
+    v(last_pull_result, "last_pull_result", Max{kMaxStatusText});
+    v(last_applied_ms, "last_applied_ms");
+    v(applied_digest, "applied_digest", Max{128});
+    v(applied_peers, "applied_peers");
+    v(stream_state, "stream_state", Max{32});
+    v(stream_cursor, "stream_cursor", Max{32});
+    v(events_accepted, "events_accepted");
+    v(events_rejected, "events_rejected");
+    v(last_heartbeat_ms, "last_heartbeat_ms");
+    v(heartbeat_result, "heartbeat_result", Max{kMaxStatusText});
+    v(last_error, "last_error", Max{kMaxStatusText});
+    v(alarms, "alarms", Max{kMaxStatusAlarms});
+  }
+};
+
+// apid -> ctld (and supervisor -> ctld on the lifecycle channel): report.
+struct AgentStatusRequest {
+  static constexpr MsgType kType = MsgType::agent_status_request;
+  static constexpr std::string_view kName = "agent_status_request";
+  static constexpr bool kCarriesFd = false;
+  using Response = AgentStatusReply;
+  template <class V>
+  void fields(V& /*v*/) {}
+};
+
+}  // namespace plexd::ipc
