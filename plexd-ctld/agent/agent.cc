@@ -101,36 +101,78 @@ Status Agent::start() {
   return beginRegistration(false);
 }
 
-Status Agent::beginRegistration(bool replacing) {
+RegistrationSettings Agent::registrationSettings(bool replacing) const {
   RegistrationSettings s;
-  s.token = config_.registration.tokenValue.reveal();
+  // Only a token file can be known to be fresh for a re-registration: it is
+  // deleted after use. An inline or environment token is the one consumed.
+  if (!replacing) s.token = config_.registration.tokenValue.reveal();
   s.tokenFile = config_.registration.tokenFile;
   s.projectId = config_.registration.projectId;
   s.resourceHandle = config_.registration.resourceHandle;
   s.requestedResourceId = config_.registration.requestedResourceId;
   s.maxRetryDuration = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
-  if (reregistering_) return Error("a re-registration is already running");
-  EnvLookup env = options_.env;
-  if (replacing) {
-    // Only a token file can be known to be fresh: it is deleted after use.
-    // An inline or environment token is the one already consumed.
-    s.token.clear();
-    env = [inner = options_.env](const char* name) -> std::optional<std::string> {
-      if (std::string_view(name) == "PLEXD_BOOTSTRAP_TOKEN") return std::nullopt;
-      return inner(name);
-    };
+  return s;
+}
+
+EnvLookup Agent::registrationEnv(bool replacing) const {
+  if (!replacing) return options_.env;
+  return [inner = options_.env](const char* name) -> std::optional<std::string> {
+    if (std::string_view(name) == "PLEXD_BOOTSTRAP_TOKEN") return std::nullopt;
+    return inner(name);
+  };
+}
+
+Status Agent::beginRegistration(bool replacing) {
+  if (reregistering_ || imdsBusy_) return Error("a registration is already running");
+  RegistrationSettings s = registrationSettings(replacing);
+  EnvLookup env = registrationEnv(replacing);
+  // Instance metadata is the last source (§2.1), for the first registration
+  // only: its token cannot be deleted, so it is never known to be fresh.
+  if (config_.registration.useMetadata && !replacing) {
+    ImdsWanted wanted = missingRegistrationInputs(s, env);
+    if (wanted.any()) {
+      if (!imds_) {
+        auto c = newImdsClient(loop_, imdsOptionsFromConfig(config_.registration));
+        if (!c) return c.takeError();
+        imds_ = std::move(*c);
+      }
+      imdsBusy_ = true;
+      regState_ = RegistrationState::registering;
+      log::info("reading registration inputs from instance metadata", {{"url", config_.registration.metadataUrl}});
+      return fetchRegistrationInputs(
+          *imds_, wanted, config_.registration.metadataTokenPath, [this](Result<ImdsValues> v) {
+            imdsBusy_ = false;
+            if (!v) {
+              regState_ = RegistrationState::failed;
+              fatal(kExitTempFail, v.error().wrap("cannot read registration inputs from instance metadata"));
+              return;
+            }
+            auto in = resolveRegistrationInputsWithImds(registrationSettings(false), registrationEnv(false),
+                                                        std::move(*v));
+            Status st = in ? startRegistrar(std::move(*in), false) : Status(in.takeError());
+            if (!st) {
+              regState_ = RegistrationState::failed;
+              fatal(kExitConfig, st.error());
+            }
+          });
+    }
   }
   auto inputs = resolveRegistrationInputs(s, env);
   if (!inputs) return inputs.takeError();
-  tokenFile_ = inputs->tokenFile;
-  for (const auto& w : inputs->warnings) log::warning(w);
+  return startRegistrar(std::move(*inputs), replacing);
+}
+
+Status Agent::startRegistrar(RegistrationInputs inputs, bool replacing) {
+  tokenFile_ = inputs.tokenFile;
+  for (const auto& w : inputs.warnings) log::warning(w);
   auto pub = meshKey_->publicKey();
   if (!pub) return pub.takeError().wrap("cannot get the node's mesh public key");
   log::info(replacing ? "re-registering with a fresh bootstrap token" : "registering with the control plane",
-            {{"api", config_.api.baseUrl}, {"resource_handle", inputs->resourceHandle},
+            {{"api", config_.api.baseUrl}, {"resource_handle", inputs.resourceHandle},
              {"key_provider", meshKey_->name()}});
-  registrar_ = std::make_unique<Registrar>(loop_, http_, systemRandom(), apiBase_, std::move(*inputs),
-                                           std::move(*pub), s.maxRetryDuration);
+  const auto maxRetry = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
+  registrar_ = std::make_unique<Registrar>(loop_, http_, systemRandom(), apiBase_, std::move(inputs), std::move(*pub),
+                                           maxRetry);
   if (options_.registrationBackoff) registrar_->setBackoffPolicy(*options_.registrationBackoff);
   if (replacing)
     reregistering_ = true;

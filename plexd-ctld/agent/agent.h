@@ -38,6 +38,7 @@
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/cp/cp_client.h"
 #include "plexd-ctld/cp/identity.h"
+#include "plexd-ctld/cp/imds.h"
 #include "plexd-ctld/cp/registration.h"
 #include "plexd-ctld/reconcile/heartbeat.h"
 #include "plexd-ctld/reconcile/reconciler.h"
@@ -98,7 +99,10 @@ class Agent {
 
  private:
   Status ensureStateDir();
+  RegistrationSettings registrationSettings(bool replacing) const;
+  EnvLookup registrationEnv(bool replacing) const;
   Status beginRegistration(bool replacing);
+  Status startRegistrar(RegistrationInputs inputs, bool replacing);
   void registered(Result<Registration> r, bool replacing);
   Status run(const Identity& identity);
   void switchCredential(const Identity& identity);
@@ -116,6 +120,8 @@ class Agent {
   std::string apiBase_;
   std::string tokenFile_;  // the token file of the running registration ("" = not from a file)
   bool reregistering_ = false;
+  bool imdsBusy_ = false;
+  std::unique_ptr<ImdsClient> imds_;
   std::optional<Identity> identity_;
   RegistrationState regState_ = RegistrationState::unregistered;
   std::string regError_;
