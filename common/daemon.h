@@ -7,11 +7,11 @@
 //      supervisor or systemd the process already runs as its user
 //   4. lockDown(): no_new_privs, then the seccomp allow-list where one exists
 //   5. Daemon::create(): sd-event loop, SIGTERM/SIGINT, watchdog
-//   6. read input (lifecycle channel, config, sockets), Daemon::ready(), run()
+//   6. read input (peer channels, config, sockets), Daemon::ready(), run()
 //
-// The daemon side of the supervisor's lifecycle channel needs plexd_ipc and
-// lives in plexd-supervisor/lifecycle_client.h (plexd_common cannot link
-// plexd_ipc, which links plexd_common).
+// The peer channels (from the supervisor's lifecycle channel or from systemd's
+// channel sockets) need plexd_ipc and live in plexd-supervisor/peer_links.h
+// (plexd_common cannot link plexd_ipc, which links plexd_common).
 #pragma once
 
 #include <systemd/sd-event.h>

@@ -75,6 +75,28 @@ Result<UniqueFd> connectNamed(const std::string& path, uid_t expected_uid) {
   return fd;
 }
 
+Result<UniqueFd> connectNamedNonBlocking(const std::string& path, std::span<const uid_t> expected_uids) {
+  auto addr = unixAddress(path);
+  if (!addr.ok()) return addr.takeError();
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return Error::sys("socket");
+  int r;
+  do {
+    r = connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(sockaddr_un));
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) return Error::sys("connect to " + path);
+  auto uid = peerUid(fd.get());
+  if (!uid.ok()) return uid.takeError().wrap(path);
+  std::string expected;
+  for (uid_t u : expected_uids) {
+    if (u == *uid) return fd;
+    expected += (expected.empty() ? "" : " or ") + std::to_string(u);
+  }
+  return Error(path + ": listener runs as uid " + std::to_string(*uid) + ", expected uid " + expected +
+                   " (check the socket's unit and who created it)",
+               EPERM);
+}
+
 Result<Listener> Listener::bind(const std::string& path, mode_t mode, int backlog) {
   auto addr = unixAddress(path);
   if (!addr.ok()) return addr.takeError();

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <span>
 #include <string>
 #include <utility>
 
@@ -25,6 +26,11 @@ Status verifyPeerUid(int fd, uid_t expected_uid);
 // Connects to the named SOCK_SEQPACKET socket at path and verifies that whoever listens
 // there runs as expected_uid.
 Result<UniqueFd> connectNamed(const std::string& path, uid_t expected_uid);
+
+// connectNamed for an event loop: never blocks (a listener with a full backlog fails with
+// EAGAIN, to be retried later; a Unix socket connect does not go EINPROGRESS) and accepts a
+// listener created by any of expected_uids. The result is non-blocking.
+Result<UniqueFd> connectNamedNonBlocking(const std::string& path, std::span<const uid_t> expected_uids);
 
 // The listening end of a named channel socket.
 class Listener {

@@ -66,21 +66,17 @@ std::string healthResponse(std::string_view head) {
   return response(200, "OK", "{\"status\":\"ok\",\"service\":\"plexd-apid\"}\n", method == "HEAD");
 }
 
-Result<std::vector<UniqueFd>> socketActivatedListeners() {
-  int n = sd_listen_fds(1);
-  if (n < 0) return Error::sys("sd_listen_fds", -n);
-  std::vector<UniqueFd> out;
-  for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
+Result<std::vector<UniqueFd>> apiListeners(std::vector<UniqueFd> fds) {
+  for (const auto& f : fds) {
+    const int fd = f.get();
     if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
       return Error(fmt::format("socket-activated fd {} is not a listening stream socket (check the .socket unit)", fd));
     // systemd passes the sockets blocking; the event loop must never block in
     // accept() when a client goes away between readiness and accept.
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return Error::sys("fcntl(O_NONBLOCK) on socket-activated fd");
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return Error::sys("fcntl(FD_CLOEXEC) on socket-activated fd");
-    out.emplace_back(fd);
   }
-  return out;
+  return fds;
 }
 
 Result<UniqueFd> listenUnix(const std::string& path) {

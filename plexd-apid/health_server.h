@@ -23,8 +23,9 @@ namespace plexd::apid {
 // including the blank line). Pure, for tests and fuzzing.
 std::string healthResponse(std::string_view head);
 
-// Listening sockets passed by systemd (sd_listen_fds); empty if none.
-Result<std::vector<UniqueFd>> socketActivatedListeners();
+// The node API listeners among the sockets systemd passed (named "api", see
+// takeListenFds()): checked to be listening stream sockets, made non-blocking.
+Result<std::vector<UniqueFd>> apiListeners(std::vector<UniqueFd> fds);
 // A Unix stream listener at `path` (replacing a stale socket), mode 0660.
 Result<UniqueFd> listenUnix(const std::string& path);
 

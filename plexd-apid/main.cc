@@ -1,11 +1,12 @@
-// plexd-apid: the local node API. Skeleton: start-up, lifecycle channel, the
-// ctld link and GET /v1/health on socket-activated listeners or --listen.
+// plexd-apid: the local node API. Skeleton: start-up, the ctld link
+// (PeerLinks) and GET /v1/health on socket-activated listeners or --listen.
 #include <cstdio>
 
 #include "common/daemon.h"
+#include "common/listen_fds.h"
 #include "common/log.h"
 #include "plexd-apid/health_server.h"
-#include "plexd-supervisor/lifecycle_client.h"
+#include "plexd-supervisor/peer_links.h"
 
 int main(int argc, char** argv) {
   using namespace plexd;
@@ -27,8 +28,11 @@ int main(int argc, char** argv) {
   log::setup("plexd-apid", *log::parseLevel(args->log_level));
   auto config = loadDaemonConfig(*args);
   if (!config) return startupFailed("configuration", config.error());
-  // 1. Privileged resources: the listening sockets (systemd's, or our own).
-  auto listeners = apid::socketActivatedListeners();
+  // 1. Privileged resources: the listening sockets (systemd's, or our own):
+  //    "api" for the node API, "ctld" for the channel from ctld.
+  auto activated = takeListenFds("plexd-apid", {"api", "ctld"});
+  if (!activated) return startupFailed("socket activation", activated.error());
+  auto listeners = apid::apiListeners(std::move((*activated)["api"]));
   if (!listeners) return startupFailed("socket activation", listeners.error());
   if (!listen_path.empty()) {
     auto fd = apid::listenUnix(listen_path);
@@ -45,8 +49,10 @@ int main(int argc, char** argv) {
   auto server = apid::HealthServer::create((*daemon)->loop(), std::move(*listeners));
   if (!server) return startupFailed("health endpoint", server.error());
   (*daemon)->onStop([s = server->get()] { s->stopListening(); });
-  auto lifecycle = supervisor::LifecycleClient::fromEnvironment(**daemon, ipc::Peer::apid);
-  if (!lifecycle) return startupFailed("lifecycle channel", lifecycle.error());
+  auto link_options = supervisor::peerLinksOptions(*config, *args);
+  link_options.ctld_listeners = std::move((*activated)["ctld"]);
+  auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::apid, std::move(link_options));
+  if (!links) return startupFailed("peer channels", links.error());
   (*daemon)->ready(n ? "serving /v1/health" : "idle: no listener (socket activation or --listen)");
   return (*daemon)->run();
 }

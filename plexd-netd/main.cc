@@ -1,13 +1,13 @@
 // plexd-netd: WireGuard, routes and nftables; the only daemon with
-// CAP_NET_ADMIN + CAP_NET_RAW. Skeleton: start-up, lifecycle channel and
-// the ctld link; the kernel work comes with later issues.
+// CAP_NET_ADMIN + CAP_NET_RAW. Skeleton: start-up and the ctld link
+// (PeerLinks); the kernel work comes with later issues.
 #include <linux/capability.h>
 
 #include <cstdio>
 
 #include "common/daemon.h"
 #include "common/log.h"
-#include "plexd-supervisor/lifecycle_client.h"
+#include "plexd-supervisor/peer_links.h"
 
 int main(int argc, char** argv) {
   using namespace plexd;
@@ -29,8 +29,9 @@ int main(int argc, char** argv) {
   if (auto st = lockDown(std::nullopt); !st) return startupFailed("lock down", st.error());
   auto daemon = Daemon::create("plexd-netd");
   if (!daemon) return startupFailed("event loop", daemon.error());
-  auto lifecycle = supervisor::LifecycleClient::fromEnvironment(**daemon, ipc::Peer::netd);
-  if (!lifecycle) return startupFailed("lifecycle channel", lifecycle.error());
+  // The ctld channel: from the supervisor or systemd's socket named ctld.
+  auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::netd, supervisor::peerLinksOptions(*config, *args));
+  if (!links) return startupFailed("peer channels", links.error());
   (*daemon)->ready("idle: no WireGuard device yet");
   return (*daemon)->run();
 }

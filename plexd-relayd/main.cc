@@ -1,10 +1,10 @@
-// plexd-relayd: UDP relay on bridge nodes. Skeleton: start-up, lifecycle
-// channel and the ctld link; relaying comes with a later issue.
+// plexd-relayd: UDP relay on bridge nodes. Skeleton: start-up and the ctld link
+// (PeerLinks); relaying comes with a later issue.
 #include <cstdio>
 
 #include "common/daemon.h"
 #include "common/log.h"
-#include "plexd-supervisor/lifecycle_client.h"
+#include "plexd-supervisor/peer_links.h"
 
 int main(int argc, char** argv) {
   using namespace plexd;
@@ -24,8 +24,9 @@ int main(int argc, char** argv) {
   if (auto st = lockDown(SeccompProfile::event_daemon); !st) return startupFailed("lock down", st.error());
   auto daemon = Daemon::create("plexd-relayd");
   if (!daemon) return startupFailed("event loop", daemon.error());
-  auto lifecycle = supervisor::LifecycleClient::fromEnvironment(**daemon, ipc::Peer::relayd);
-  if (!lifecycle) return startupFailed("lifecycle channel", lifecycle.error());
+  // The ctld channel: from the supervisor or systemd's socket named ctld.
+  auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::relayd, supervisor::peerLinksOptions(*config, *args));
+  if (!links) return startupFailed("peer channels", links.error());
   (*daemon)->ready("idle: no relay sessions yet");
   return (*daemon)->run();
 }

@@ -7,19 +7,23 @@
 // peer daemon (ChannelFd; a higher generation replaces the old channel after
 // that peer restarted) and asks for status (StatusRequest). The client pings
 // every peer channel once a second so the status shows whether each link
-// works. If the lifecycle channel closes, the supervisor is gone: the daemon
-// stops with a non-zero exit code.
+// works (PeerTable). If the lifecycle channel closes, the supervisor is gone:
+// the daemon stops with a non-zero exit code.
+//
+// Daemon code uses PeerLinks (peer_links.h), which wraps this class when the
+// supervisor started the daemon and looks the same under systemd.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
+#include <vector>
 
 #include "common/daemon.h"
 #include "ipc/channel.h"
 #include "ipc/lifecycle.h"
+#include "plexd-supervisor/peer_table.h"
 
 namespace plexd::supervisor {
 
@@ -33,38 +37,25 @@ class LifecycleClient {
   LifecycleClient& operator=(const LifecycleClient&) = delete;
 
   // Called for every new peer channel, before it is used, so the daemon can
-  // register its handlers on it.
-  void onPeerChannel(std::function<void(ipc::Peer, ipc::Channel&)> cb) { on_peer_ = std::move(cb); }
+  // register its handlers on it (not onReady/onClosed: see PeerTable).
+  void onPeerChannel(PeerTable::ChannelCallback cb) { table_->onPeerChannel(std::move(cb)); }
+  void onPeerClosed(PeerTable::ClosedCallback cb) { table_->onPeerClosed(std::move(cb)); }
 
   // The current channel to `peer`, or nullptr.
-  ipc::Channel* peer(ipc::Peer peer);
-  std::vector<ipc::PeerLink> links() const;
+  ipc::Channel* peer(ipc::Peer peer) { return table_->peer(peer); }
+  std::vector<ipc::PeerLink> links() const { return table_->links(); }
 
-  static constexpr std::chrono::milliseconds kPingInterval{1000};
-  static constexpr std::chrono::milliseconds kPingTimeout{2000};
+  static constexpr std::chrono::milliseconds kPingInterval = PeerTable::kPingInterval;
+  static constexpr std::chrono::milliseconds kPingTimeout = PeerTable::kPingTimeout;
 
  private:
-  struct Link {
-    std::unique_ptr<ipc::Channel> channel;
-    std::uint32_t generation = 0;
-    std::uint64_t pings_ok = 0;
-    std::uint64_t pings_failed = 0;
-    std::uint64_t last_rtt_us = 0;
-    bool ping_in_flight = false;
-  };
-
   LifecycleClient(Daemon& daemon, ipc::Peer self) : daemon_(daemon), self_(self) {}
   void onChannelFd(ipc::ChannelFd&& msg, UniqueFd fd);
-  void pingAll();
-  static int onPingTimer(sd_event_source* s, uint64_t usec, void* self);
 
   Daemon& daemon_;
   ipc::Peer self_;
   std::unique_ptr<ipc::Channel> lifecycle_;
-  std::map<ipc::Peer, Link> links_;
-  std::function<void(ipc::Peer, ipc::Channel&)> on_peer_;
-  sd_event_source* ping_timer_ = nullptr;
-  std::uint64_t nonce_ = 0;
+  std::unique_ptr<PeerTable> table_;
 };
 
 }  // namespace plexd::supervisor

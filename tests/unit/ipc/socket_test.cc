@@ -1,4 +1,5 @@
 // Named sockets (systemd launch) and the SO_PEERCRED uid check.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,6 +84,38 @@ TEST_CASE("named socket: a different expected uid is rejected") {
     char c;
     CHECK(recv(client->get(), &c, 1, 0) == 0);
   }
+}
+
+TEST_CASE("non-blocking connect: any listed uid is accepted, a full backlog fails at once with EAGAIN") {
+  TempDir dir;
+  std::string path = (dir.path / "ctld-netd.sock").string();
+  auto listener = Listener::bind(path, 0600, 1);
+  REQUIRE(listener.ok());
+  const uid_t wrong[] = {getuid() + 1, getuid() + 2};
+  auto refused = connectNamedNonBlocking(path, wrong);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().errnum() == EPERM);
+  CHECK_THAT(refused.error().message(), Catch::Contains("listener runs as uid " + std::to_string(getuid())) &&
+                                            Catch::Contains(std::to_string(getuid() + 2)));
+  const uid_t ok[] = {getuid() + 1, getuid()};
+  // Nobody accepts: the backlog fills up and the next connect must not block.
+  std::vector<UniqueFd> queued;
+  int err = 0;
+  for (int i = 0; i < 16 && err == 0; ++i) {
+    auto fd = connectNamedNonBlocking(path, ok);
+    if (fd.ok()) {
+      int fl = fcntl(fd->get(), F_GETFL);
+      CHECK((fl & O_NONBLOCK) != 0);
+      queued.push_back(std::move(*fd));
+    } else {
+      err = fd.error().errnum();
+    }
+  }
+  CHECK_FALSE(queued.empty());
+  CHECK(err == EAGAIN);
+  auto missing = connectNamedNonBlocking((dir.path / "missing.sock").string(), ok);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().errnum() == ENOENT);
 }
 
 TEST_CASE("listener errors are clear") {
