@@ -22,7 +22,7 @@
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/events/verify_envelopes_cli.h"
-#include "plexd-supervisor/lifecycle_client.h"
+#include "plexd-supervisor/peer_links.h"
 
 #ifndef PLEXD_PROJECT_VERSION
 #define PLEXD_PROJECT_VERSION "dev"
@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
   if (auto st = lockDown(std::nullopt); !st) return startupFailed("lock down", st.error());
   auto daemon = Daemon::create("plexd-ctld");
   if (!daemon) return startupFailed("event loop", daemon.error());
-  auto lifecycle = supervisor::LifecycleClient::fromEnvironment(**daemon, ipc::Peer::ctld);
-  if (!lifecycle) return startupFailed("lifecycle channel", lifecycle.error());
+  auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::ctld, supervisor::peerLinksOptions(*config, *args));
+  if (!links) return startupFailed("peer channels", links.error());
 
   if (!config->api.caFile.empty()) {
     // Checked now (after the privilege drop): otherwise every request would
@@ -81,11 +81,10 @@ int main(int argc, char** argv) {
     if (auto st = reply.send(statusNow()); !st)
       log::warning("cannot answer a status request", {{"error", st.error().text()}});
   };
-  if (*lifecycle) {
-    (*lifecycle)->onPeerChannel([&answerStatus](ipc::Peer peer, ipc::Channel& ch) {
-      if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
-    });
-  }
+  (*links)->onPeerChannel([&answerStatus](ipc::Peer peer, ipc::Channel& ch) {
+    if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
+  });
+  if (auto* lc = (*links)->lifecycle()) lc->lifecycleChannel().handle<ipc::AgentStatusRequest>(answerStatus);
 
   if (auto st = requireControlPlane(*config); !st) {
     // Installed but not configured yet (or a suite started without a

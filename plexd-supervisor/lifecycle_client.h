@@ -40,6 +40,9 @@ class LifecycleClient {
   // register its handlers on it (not onReady/onClosed: see PeerTable).
   void onPeerChannel(PeerTable::ChannelCallback cb) { table_->onPeerChannel(std::move(cb)); }
   void onPeerClosed(PeerTable::ClosedCallback cb) { table_->onPeerClosed(std::move(cb)); }
+  // The channel to the supervisor itself, for daemon-specific requests the
+  // lifecycle spec permits (ctld: agent_status_request).
+  ipc::Channel& lifecycleChannel() { return *lifecycle_; }
 
   // The current channel to `peer`, or nullptr.
   ipc::Channel* peer(ipc::Peer peer) { return table_->peer(peer); }

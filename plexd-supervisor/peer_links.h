@@ -103,6 +103,8 @@ class PeerLinks {
   PeerLinks& operator=(const PeerLinks&) = delete;
 
   PeerLinksMode mode() const { return mode_; }
+  // Supervisor mode only (else nullptr): the lifecycle channel's client.
+  LifecycleClient* lifecycle() { return lifecycle_.get(); }
 
   // Called for every new peer channel, before it is used: register handlers
   // on it. A reconnect or restarted peer brings a new channel (higher

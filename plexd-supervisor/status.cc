@@ -1,5 +1,7 @@
 #include "plexd-supervisor/status.h"
 
+#include <time.h>
+
 #include <fmt/format.h>
 
 #include "common/privileges.h"
@@ -49,7 +51,68 @@ std::string renderStatusJson(const SupervisorStatus& s) {
     }
     out += "]}";
   }
-  out += "]}\n";
+  out += "]";
+  if (s.agent) {
+    const auto& a = *s.agent;
+    out += fmt::format(
+        ",\"agent\":{{\"registration\":{},\"node_id\":{},\"mesh_ip\":{},\"api\":{},\"last_contact_ms\":{},"
+        "\"last_pull_ms\":{},\"last_pull_result\":{},\"last_applied_ms\":{},\"applied_digest\":{},"
+        "\"applied_peers\":{},\"stream_state\":{},\"stream_cursor\":{},\"events_accepted\":{},"
+        "\"events_rejected\":{},\"last_heartbeat_ms\":{},\"heartbeat_result\":{},\"last_error\":{},\"alarms\":{{",
+        jsonString(a.registration), jsonString(a.node_id), jsonString(a.mesh_ip), jsonString(a.api),
+        a.last_contact_ms, a.last_pull_ms, jsonString(a.last_pull_result), a.last_applied_ms,
+        jsonString(a.applied_digest), a.applied_peers, jsonString(a.stream_state), jsonString(a.stream_cursor),
+        a.events_accepted, a.events_rejected, a.last_heartbeat_ms, jsonString(a.heartbeat_result),
+        jsonString(a.last_error));
+    bool afirst = true;
+    for (const auto& al : a.alarms) {
+      if (!afirst) out += ',';
+      afirst = false;
+      out += jsonString(al.name) + ":" + jsonString(al.message);
+    }
+    out += "}}";
+  } else {
+    out += ",\"agent\":null,\"agent_error\":" + jsonString(s.agent_error);
+  }
+  out += "}\n";
+  return out;
+}
+
+namespace {
+
+std::string ago(uint64_t thenMs, uint64_t nowMs) {
+  if (thenMs == 0) return "never";
+  if (thenMs > nowMs) return "just now";
+  uint64_t secs = (nowMs - thenMs) / 1000;
+  if (secs < 120) return fmt::format("{}s ago", secs);
+  if (secs < 7200) return fmt::format("{}m ago", secs / 60);
+  return fmt::format("{}h ago", secs / 3600);
+}
+
+}  // namespace
+
+std::string renderAgentText(const SupervisorStatus& s, uint64_t nowMs) {
+  if (!s.agent) return s.agent_error.empty() ? "" : "control plane: " + s.agent_error + "\n";
+  const auto& a = *s.agent;
+  if (nowMs == 0) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    nowMs = static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000u;
+  }
+  std::string out = fmt::format("control plane: {}{}\n", a.api.empty() ? "not configured" : a.api,
+                                a.last_contact_ms ? " (last answer " + ago(a.last_contact_ms, nowMs) + ")" : "");
+  out += fmt::format("  registration: {}{}\n", a.registration,
+                     a.node_id.empty() ? "" : fmt::format(" node {} mesh ip {}", a.node_id, a.mesh_ip));
+  if (!a.stream_state.empty())
+    out += fmt::format("  events: {} (cursor {}), {} accepted, {} rejected\n", a.stream_state,
+                       a.stream_cursor.empty() ? "-" : a.stream_cursor, a.events_accepted, a.events_rejected);
+  if (a.last_pull_ms)
+    out += fmt::format("  last pull: {} ({}), {} peers applied\n", ago(a.last_pull_ms, nowMs), a.last_pull_result,
+                       a.applied_peers);
+  if (!a.heartbeat_result.empty())
+    out += fmt::format("  heartbeat: {} (last accepted {})\n", a.heartbeat_result, ago(a.last_heartbeat_ms, nowMs));
+  if (!a.last_error.empty()) out += fmt::format("  last error: {}\n", a.last_error);
+  for (const auto& al : a.alarms) out += fmt::format("  ALARM {}: {}\n", al.name, al.message);
   return out;
 }
 
@@ -72,6 +135,7 @@ std::string renderStatusText(const SupervisorStatus& s) {
                        c.ready ? "yes" : "no", c.restarts, c.cap_eff ? capMaskText(*c.cap_eff) : "-", links);
     if (!c.last_exit.empty()) out += fmt::format("{:<8} last exit: {}\n", "", c.last_exit);
   }
+  out += renderAgentText(s);
   return out;
 }
 

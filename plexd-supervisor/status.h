@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/ctld_apid.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::supervisor {
@@ -34,10 +35,15 @@ struct SupervisorStatus {
   bool stopping = false;
   bool bridge = false;
   std::vector<ChildStatus> children;
+  // ctld's view of the control plane (agent_status_request).
+  std::optional<ipc::AgentStatusReply> agent;
+  std::string agent_error;
 };
 
 std::string renderStatusJson(const SupervisorStatus& s);
 std::string renderStatusText(const SupervisorStatus& s);
+// The control-plane part of the text (nowMs 0 = the real clock).
+std::string renderAgentText(const SupervisorStatus& s, uint64_t nowMs = 0);
 
 // JSON string literal with escapes.
 std::string jsonString(std::string_view s);

@@ -441,6 +441,17 @@ void Supervisor::handleControl(std::string_view request, ControlServer::Respond 
       col->status.children[i].links_error = c->pid > 0 ? "lifecycle channel not ready" : "not running";
       continue;
     }
+    if (c->slot.peer == ipc::Peer::ctld) {
+      ++col->pending;
+      c->lifecycle->call(ipc::AgentStatusRequest{}, options_.status_timeout,
+                         [col](Result<ipc::AgentStatusReply> r) {
+                           if (r)
+                             col->status.agent = std::move(*r);
+                           else
+                             col->status.agent_error = r.error().text();
+                           col->done();
+                         });
+    }
     ++col->pending;
     c->lifecycle->call(ipc::StatusRequest{}, options_.status_timeout,
                        [col, i](Result<ipc::StatusReply> r) {

@@ -34,6 +34,32 @@ else
   echo "setup: all packages present"
 fi
 
+# The contract test (tests/contract/, docs/emulator.md "Contract test") runs
+# prism (@stoplight/prism-cli, an OpenAPI validating proxy) on node. Debian's
+# nodejs + npm unless a node and npm are already installed (a NodeSource node
+# conflicts with Debian's npm package and ships its own npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# prism itself, at a fixed prefix, exactly as tests/contract/prism/package-lock.json
+# pins it (every dependency runs on Debian 12's node 18). Reinstalled only when
+# the lock changes; the stamp is written last, so a failed install is retried.
+prism_dir=${PLEXD_PRISM_DIR:-/opt/plexd-test/prism}
+prism_src=$here/tests/contract/prism
+if [ -x "$prism_dir/node_modules/.bin/prism" ] && cmp -s "$prism_src/package-lock.json" "$prism_dir/installed.lock"; then
+  echo "setup: prism present in $prism_dir"
+else
+  echo "setup: installing prism into $prism_dir"
+  $SUDO rm -f "$prism_dir/installed.lock"  # npm ci replaces node_modules itself
+  $SUDO mkdir -p "$prism_dir"
+  $SUDO cp "$prism_src/package.json" "$prism_src/package-lock.json" "$prism_dir/"
+  (cd "$prism_dir" && $SUDO npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+  $SUDO cp "$prism_src/package-lock.json" "$prism_dir/installed.lock"
+fi
+
 # Service users (one per daemon). The same file ships as sysusers.d config.
 if [ -f "$here/systemd/plexd.sysusers" ]; then
   if command -v systemd-sysusers >/dev/null; then

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,8 +73,10 @@ CtldProcess::CtldProcess(EmulatorProcess& emu, CtldConfig config) : emu_(emu), c
     ::chmod(tokenFile().c_str(), 0600);
   }
   std::ofstream cfg(dir_ + "/config.yaml");
+  const std::string baseUrl = config_.baseUrl.empty() ? emu_.url() : config_.baseUrl;
   cfg << "api:\n"
-      << "  base_url: " << emu_.url() << "\n"
+      << "  base_url: " << baseUrl << "\n"
+      << (baseUrl.rfind("http://", 0) == 0 ? "  allow_insecure_http: true\n" : "")
       << "  ca_file: " << emu_.caFile() << "\n"
       << "  sse_idle_timeout: " << config_.sseIdleTimeout << "\n"
       << "data_dir: " << dir_ << "/data\n"
@@ -112,6 +115,7 @@ void CtldProcess::start() {
   pid_ = ::fork();
   REQUIRE(pid_ >= 0);
   if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a killed test
     int fd = ::open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) ::_exit(126);
     ::dup2(fd, 2);

@@ -32,6 +32,9 @@ struct CtldConfig {
   std::string sseIdleTimeout = "90s";
   std::string maxRetryDuration = "5m";
   std::vector<std::string> env{};      // NAME=value
+  // Where ctld sends its requests instead of the emulator's URL (a proxy in
+  // front of it); an http:// URL also sets api.allow_insecure_http.
+  std::string baseUrl{};
 };
 
 class CtldProcess {

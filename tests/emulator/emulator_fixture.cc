@@ -1,6 +1,7 @@
 #include "tests/emulator/emulator_fixture.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ EmulatorProcess::EmulatorProcess(std::vector<std::string> extraArgs) {
   pid_ = ::fork();
   REQUIRE(pid_ >= 0);
   if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a killed test
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
