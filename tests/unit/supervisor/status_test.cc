@@ -55,3 +55,40 @@ TEST_CASE("status table has one row per daemon with its channels") {
 TEST_CASE("JSON strings escape quotes and control characters from daemon STATUS lines") {
   CHECK(jsonString("a\"b\\c\n\x01") == "\"a\\\"b\\\\c\\n\\u0001\"");
 }
+
+TEST_CASE("status shows ctld's control-plane view, in text and as valid JSON") {
+  SupervisorStatus s = sample();
+  plexd::ipc::AgentStatusReply a;
+  a.registration = "registered";
+  a.node_id = "0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a3";
+  a.mesh_ip = "100.64.0.7";
+  a.api = "https://cp.example";
+  a.last_contact_ms = 1'000'000;
+  a.last_pull_ms = 990'000;
+  a.last_pull_result = "applied";
+  a.applied_peers = 4;
+  a.stream_state = "streaming";
+  a.stream_cursor = "17";
+  a.events_accepted = 3;
+  a.events_rejected = 1;
+  a.heartbeat_result = "accepted";
+  a.last_heartbeat_ms = 995'000;
+  a.alarms.push_back({"unauthorized", "credential \"refused\""});
+  s.agent = a;
+  std::string t = renderAgentText(s, 1'005'000);
+  CHECK(t.find("control plane: https://cp.example (last answer 5s ago)") != std::string::npos);
+  CHECK(t.find("registration: registered node 0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a3 mesh ip 100.64.0.7") !=
+        std::string::npos);
+  CHECK(t.find("events: streaming (cursor 17), 3 accepted, 1 rejected") != std::string::npos);
+  CHECK(t.find("last pull: 15s ago (applied), 4 peers applied") != std::string::npos);
+  CHECK(t.find("ALARM unauthorized") != std::string::npos);
+  std::string j = renderStatusJson(s);
+  CHECK(j.find("\"agent\":{\"registration\":\"registered\"") != std::string::npos);
+  CHECK(j.find("\"alarms\":{\"unauthorized\":\"credential \\\"refused\\\"\"}") != std::string::npos);
+
+  SupervisorStatus down = sample();
+  down.agent_error = "lifecycle channel not ready";
+  CHECK(renderAgentText(down, 1) == "control plane: lifecycle channel not ready\n");
+  CHECK(renderStatusJson(down).find("\"agent\":null,\"agent_error\":\"lifecycle channel not ready\"") !=
+        std::string::npos);
+}
