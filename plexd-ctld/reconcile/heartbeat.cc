@@ -189,6 +189,10 @@ void Heartbeat::onResponse(WallTime sentAt, Result<CpResponse> r) {
   }
   auto flag = [&](const char* name) {
     auto b = json::getBool(*doc, "", name);
+    if (!b.ok() && doc->HasMember(name))
+      // The contract says boolean; a control plane sending anything else is
+      // broken, and a silently ignored flag would hide that.
+      log::warning("heartbeat response flag is not a boolean; treated as false", {{"flag", name}});
     return b.ok() && *b;
   };
   const bool rotate = flag("rotate_keys");

@@ -126,6 +126,20 @@ TEST_CASE("reconcile and rotate_keys flags are acted on") {
   CHECK(h.rotations == 1);
 }
 
+TEST_CASE("a flag that is not a boolean is not acted on and is reported") {
+  Harness h;
+  std::string captured;
+  log::captureForTest(&captured);
+  h.http.respond(200, R"({"accepted_at":"2026-01-01T00:00:00Z","reconcile":"yes","rotate_keys":1})");
+  h.start();
+  h.waitFor(1);
+  log::captureForTest(nullptr);
+  CHECK(h.reconciles.empty());
+  CHECK(h.rotations == 0);
+  CHECK_THAT(captured, Catch::Contains("flag is not a boolean") && Catch::Contains("reconcile"));
+  CHECK_THAT(captured, Catch::Contains("rotate_keys"));
+}
+
 TEST_CASE("400 clock_skew is logged as an error that says to synchronise the clock") {
   Harness h;
   std::string captured;
