@@ -148,6 +148,9 @@ void applyConfig(SupervisorOptions& o, const Config& config) {
            {"ctld", u.ctld}, {"netd", u.netd}, {"apid", u.apid}, {"relayd", u.relayd}}) {
     if (!o.users.count(name)) o.users[name] = user;  // --user wins
   }
+  o.data_dir = config.dataDir;
+  o.state_dirs = {{"ctld", config.stateDirs.ctld}, {"netd", config.stateDirs.netd}, {"apid", config.stateDirs.apid}};
+  o.token_file = config.registration.tokenFile;
 }
 
 }  // namespace plexd::supervisor

@@ -41,6 +41,12 @@ struct SupervisorOptions {
   std::map<std::string, std::string> users;     // daemon name -> user override
   std::map<std::string, std::string> binaries;  // daemon name -> binary override
   std::set<std::string> explicit_flags;         // flags given on the command line
+  // From the config (applyConfig). As root the supervisor creates data_dir
+  // (root 0755) and each daemon's state directory (its user, 0700), and
+  // hands the bootstrap token to ctld, as the systemd units do.
+  std::string data_dir;
+  std::map<std::string, std::string> state_dirs;  // daemon name -> state directory
+  std::string token_file;                         // registration.token_file
 
   std::string controlSocket() const {
     return control_socket.empty() ? runtime_dir + "/supervisor.sock" : control_socket;

@@ -7,12 +7,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "common/atomic_file.h"
 #include "common/log.h"
 #include "plexd-supervisor/spawn.h"
 #include "plexd-supervisor/status.h"
@@ -123,7 +126,60 @@ Supervisor::~Supervisor() {
   sd_event_source_disable_unref(tick_);
 }
 
+namespace {
+
+// The ctld state directory's copy of the bootstrap token (systemd: the same
+// name via ExecStartPre, see plexd-ctld.service).
+constexpr const char* kTokenName = "bootstrap-token";
+
+// A directory owned by uid:gid with `mode`, created if missing. Refuses a
+// symlink or non-directory (never follows one as root).
+Status ensureDir(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Error::sys("cannot create " + path);
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return Error::sys("cannot stat " + path);
+  if (!S_ISDIR(st.st_mode)) return Error(path + " exists and is not a directory");
+  if ((st.st_uid != uid || st.st_gid != gid) && ::lchown(path.c_str(), uid, gid) != 0)
+    return Error::sys("cannot chown " + path);
+  if ((st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0) return Error::sys("cannot chmod " + path);
+  return okStatus();
+}
+
+}  // namespace
+
+Status Supervisor::prepareFiles() {
+  if (geteuid() != 0 || options_.data_dir.empty()) return okStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) return Error("cannot create data_dir " + options_.data_dir + ": " + ec.message());
+  for (auto& c : children_) {
+    auto it = options_.state_dirs.find(c->slot.name);
+    if (it == options_.state_dirs.end() || it->second.empty() || !c->creds) continue;
+    std::filesystem::create_directories(std::filesystem::path(it->second).parent_path(), ec);
+    if (auto st = ensureDir(it->second, c->creds->uid, c->creds->gid, 0700); !st)
+      return st.takeError().wrap(fmt::format("state directory of {}", c->slot.name));
+    if (c->slot.peer != ipc::Peer::ctld || options_.token_file.empty()) continue;
+    // The token is root 0600 where the operator (cloud-init) put it; ctld
+    // cannot read or delete it there. Hand it over into ctld's own
+    // directory, owned by ctld, and remove the original.
+    struct stat st{};
+    if (::lstat(options_.token_file.c_str(), &st) != 0) continue;  // none: nothing to hand over
+    if (!S_ISREG(st.st_mode)) return Error(options_.token_file + " is not a regular file; not handing it to ctld");
+    auto text = readFileBounded(options_.token_file, 8192);
+    if (!text) return text.takeError().wrap("cannot read the bootstrap token");
+    const std::string dest = it->second + "/" + kTokenName;
+    Status wrote = writeFileAtomic(dest, *text, 0600);
+    std::fill(text->begin(), text->end(), '\0');
+    if (!wrote) return wrote.takeError().wrap("cannot hand the bootstrap token to ctld");
+    if (::chown(dest.c_str(), c->creds->uid, c->creds->gid) != 0) return Error::sys("cannot chown " + dest);
+    if (::unlink(options_.token_file.c_str()) != 0) return Error::sys("cannot remove " + options_.token_file);
+    log::info("bootstrap token handed to ctld", {{"from", options_.token_file}, {"to", dest}});
+  }
+  return okStatus();
+}
+
 Status Supervisor::start() {
+  if (auto st = prepareFiles(); !st) return st;
   log::info("starting daemons", {{"count", children_.size()}, {"bridge", options_.bridge ? "yes" : "no"}});
   daemon_.status("starting daemons");
   for (auto& c : children_) {
@@ -135,7 +191,7 @@ Status Supervisor::start() {
   return okStatus();
 }
 
-std::vector<std::string> Supervisor::childEnv() const {
+std::vector<std::string> Supervisor::childEnv(const Child& c) const {
   std::vector<std::string> env = {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       fmt::format("{}={}", ipc::kLifecycleFdEnv, ipc::kLifecycleFd),
@@ -144,6 +200,23 @@ std::vector<std::string> Supervisor::childEnv() const {
   if (options_.child_watchdog.count() > 0) env.push_back(fmt::format("WATCHDOG_USEC={}", toUsec(options_.child_watchdog)));
   for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "JOURNAL_STREAM", "TZ"})
     if (const char* v = std::getenv(name)) env.push_back(fmt::format("{}={}", name, v));
+  // Every daemon reads the same configuration, PLEXD_* overrides included
+  // (Kubernetes sets PLEXD_API etc. on the container). The bootstrap token
+  // goes to ctld only, and ctld finds a handed-over token file in its state
+  // directory (prepareFiles).
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    if (kv.substr(0, 6) != "PLEXD_") continue;
+    std::string_view name = kv.substr(0, kv.find('='));
+    if (name == ipc::kLifecycleFdEnv || name == "PLEXD_BOOTSTRAP_TOKEN_FILE") continue;
+    if (name == "PLEXD_BOOTSTRAP_TOKEN" && c.slot.peer != ipc::Peer::ctld) continue;
+    env.emplace_back(kv);
+  }
+  if (c.slot.peer == ipc::Peer::ctld) {
+    auto it = options_.state_dirs.find("ctld");
+    if (geteuid() == 0 && it != options_.state_dirs.end() && !it->second.empty())
+      env.push_back(fmt::format("PLEXD_BOOTSTRAP_TOKEN_FILE={}/{}", it->second, kTokenName));
+  }
   return env;
 }
 
@@ -154,7 +227,7 @@ Status Supervisor::spawn(Child& c) {
   SpawnRequest req;
   req.path = c.slot.binary;
   req.argv = {c.slot.binary, "--config", options_.config_path, "--log-level", options_.log_level};
-  req.env = childEnv();
+  req.env = childEnv(c);
   req.creds = c.creds;
   req.lifecycle_fd = theirs.get();
   auto child = spawnChild(req);

@@ -83,7 +83,9 @@ class Supervisor {
   void handleControl(std::string_view request, ControlServer::Respond respond);
   std::set<ipc::Peer> alivePeers() const;
   Child* byPeer(ipc::Peer p);
-  std::vector<std::string> childEnv() const;
+  std::vector<std::string> childEnv(const Child& c) const;
+  // Root only: state directories and the bootstrap token hand-over.
+  Status prepareFiles();
   uint64_t now() const;
 
   static int onChildExit(sd_event_source* s, const siginfo_t* si, void* child);

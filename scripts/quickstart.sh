@@ -49,6 +49,12 @@ fi
 
 work=$(mktemp -d /tmp/plexd-quickstart-XXXXXX)
 chmod 0755 "$work"
+# Everything the demo writes stays in $work (not /var/lib/plexd, /etc/plexd).
+cat > "$work/config.yaml" <<EOF
+data_dir: $work/data
+registration:
+  token_file: $work/bootstrap-token
+EOF
 sup_pid=""
 cleanup() {
   if [ -n "$sup_pid" ] && kill -0 "$sup_pid" 2>/dev/null; then

@@ -82,14 +82,21 @@ std::string procStatusField(pid_t pid, const std::string& field) {
   return "";
 }
 
-Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::string& config_yaml) {
+Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::string& config_yaml,
+             const std::string& bootstrap_token) {
   char tmpl[] = "/tmp/plexd-it-XXXXXX";
   REQUIRE(mkdtemp(tmpl) != nullptr);
   dir_ = tmpl;
   chmod(dir_.c_str(), 0755);  // the daemon users must reach binaries/scripts placed here
-  if (!config_yaml.empty()) {
-    std::ofstream(dir_ + "/config.yaml") << config_yaml;
-    chmod((dir_ + "/config.yaml").c_str(), 0644);
+  // Always a config: state must land in the test's directory, never in
+  // /var/lib/plexd or /etc/plexd of the machine running the tests.
+  std::ofstream(dir_ + "/config.yaml") << "data_dir: " << dir_ << "/data\n"
+                                       << "registration:\n  token_file: " << dir_ << "/bootstrap-token\n"
+                                       << config_yaml;
+  chmod((dir_ + "/config.yaml").c_str(), 0644);
+  if (!bootstrap_token.empty()) {
+    std::ofstream(dir_ + "/bootstrap-token") << bootstrap_token << "\n";
+    chmod((dir_ + "/bootstrap-token").c_str(), 0600);
   }
 
   notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

@@ -53,7 +53,10 @@ class Suite {
  public:
   // dev_fallback: add --dev-user-fallback when the plexd users are missing.
   // config_yaml: written to <dir>/config.yaml, which the supervisor reads.
-  explicit Suite(std::vector<std::string> extra_args = {}, bool dev_fallback = true, const std::string& config_yaml = "");
+  // bootstrap_token: written (root, 0600) to <dir>/bootstrap-token, the
+  // registration.token_file of the test config, before the supervisor starts.
+  explicit Suite(std::vector<std::string> extra_args = {}, bool dev_fallback = true, const std::string& config_yaml = "",
+                 const std::string& bootstrap_token = "");
   ~Suite();
   Suite(const Suite&) = delete;
   Suite& operator=(const Suite&) = delete;

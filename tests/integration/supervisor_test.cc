@@ -1,9 +1,14 @@
 // plexd-supervisor as a user sees it: the real binary, real daemons, root.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <thread>
 
@@ -252,4 +257,54 @@ TEST_CASE("mode: bridge and the restart backoff come from the config file") {
   REQUIRE(after);
   INFO(after->raw);
   CHECK(after->child("apid")->restarts - before <= 3);
+}
+
+namespace {
+
+std::string environOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/environ");
+  std::string env((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::replace(env.begin(), env.end(), '\0', '\n');
+  return env;
+}
+
+struct stat statOf(const std::string& path) {
+  struct stat st{};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("state directories belong to their daemons and the bootstrap token is handed to ctld only") {
+  if (!needRoot()) return;
+  const std::string token = "psb_test_aaaa_node_abcdefghijklmnopqrstu";
+  Suite suite({}, true, "", token);
+  auto s = suite.waitFor("all daemons ready", kStartTimeout, [](const StatusInfo& st) { return allReady(st, 3); });
+  const std::string data = suite.dir() + "/data";
+  // The token left /etc-like root custody and sits in ctld's own directory.
+  CHECK_FALSE(std::filesystem::exists(suite.dir() + "/bootstrap-token"));
+  const std::string handed = data + "/ctld/bootstrap-token";
+  REQUIRE(std::filesystem::exists(handed));
+  const ChildInfo* ctld = s.child("ctld");
+  REQUIRE(ctld);
+  CHECK(statOf(handed).st_uid == static_cast<uid_t>(ctld->uid));
+  CHECK((statOf(handed).st_mode & 07777) == 0600);
+  std::ifstream tf(handed);
+  std::string got;
+  std::getline(tf, got);
+  CHECK(got == token);
+  for (const auto& [name, dir] : std::map<std::string, std::string>{{"ctld", "ctld"}, {"netd", "netd"}, {"apid", "state"}}) {
+    INFO(name);
+    const ChildInfo* c = s.child(name);
+    REQUIRE(c);
+    struct stat st = statOf(data + "/" + dir);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK(st.st_uid == static_cast<uid_t>(c->uid));
+    CHECK((st.st_mode & 07777) == 0700);
+  }
+  // Only ctld learns where the token is.
+  CHECK(environOf(ctld->pid).find("PLEXD_BOOTSTRAP_TOKEN_FILE=" + handed) != std::string::npos);
+  CHECK(environOf(s.child("netd")->pid).find("PLEXD_BOOTSTRAP_TOKEN") == std::string::npos);
+  CHECK(environOf(s.child("apid")->pid).find("PLEXD_BOOTSTRAP_TOKEN") == std::string::npos);
 }
