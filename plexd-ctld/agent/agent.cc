@@ -17,6 +17,19 @@ namespace {
 
 std::chrono::milliseconds ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); }
 
+// Identity holds secrets, which are move-only; the agent keeps its own copy.
+Identity copyIdentity(const Identity& id) {
+  Identity c;
+  c.nodeId = id.nodeId;
+  c.meshIp = id.meshIp;
+  c.signingPublicKey = id.signingPublicKey;
+  c.signingKeyId = id.signingKeyId;
+  c.domainMeshCidr = id.domainMeshCidr;
+  c.nskText = SecretString(id.nskText.view());
+  c.nsk = SecretBytes::copyOf(id.nsk.bytes());
+  return c;
+}
+
 Result<SigningKeySet> keysOf(const Identity& id) {
   auto key = decodeSigningPublicKey(id.signingPublicKey);
   if (!key) return key.takeError().wrap("the stored signing_public_key is unusable");
@@ -230,14 +243,7 @@ Status Agent::run(const Identity& identity) {
   auto keys = keysOf(identity);
   if (!keys) return keys.takeError();
   if (auto st = cp_->setIdentity(identity); !st) return st;
-  identity_.emplace();
-  identity_->nodeId = identity.nodeId;
-  identity_->meshIp = identity.meshIp;
-  identity_->signingPublicKey = identity.signingPublicKey;
-  identity_->signingKeyId = identity.signingKeyId;
-  identity_->domainMeshCidr = identity.domainMeshCidr;
-  identity_->nskText = SecretString(identity.nskText.view());
-  identity_->nsk = SecretBytes::copyOf(identity.nsk.bytes());
+  identity_ = copyIdentity(identity);
   regState_ = RegistrationState::registered;
 
   ReconcilerCallbacks rc;
@@ -290,13 +296,7 @@ void Agent::switchCredential(const Identity& identity) {
     log::error("cannot use the new identity", {{"error", st.error().text()}});
     return;
   }
-  identity_->nodeId = identity.nodeId;
-  identity_->meshIp = identity.meshIp;
-  identity_->signingPublicKey = identity.signingPublicKey;
-  identity_->signingKeyId = identity.signingKeyId;
-  identity_->domainMeshCidr = identity.domainMeshCidr;
-  identity_->nskText = SecretString(identity.nskText.view());
-  identity_->nsk = SecretBytes::copyOf(identity.nsk.bytes());
+  identity_ = copyIdentity(identity);
   alarms_.erase("unauthorized");
   stream_->setKeys(std::move(*keys));
   stream_->restart();

@@ -113,23 +113,7 @@ httpd::Response registerNode(Emulator& e, const httpd::Request& req) {
   writeKey(w, "nsk");
   writeString(w, node.nsk.toBase64().view());
   writeKey(w, "peer_snapshot");
-  w.StartArray();
-  for (const auto& [pid, p] : e.nodes) {
-    if (pid == id) continue;
-    w.StartObject();
-    writeKey(w, "node_id");
-    writeString(w, p.id);
-    writeKey(w, "mesh_ip");
-    writeString(w, p.meshIp);
-    writeKey(w, "public_key");
-    writeString(w, p.publicKey);
-    if (p.fallbackEndpoint) {
-      writeKey(w, "fallback_endpoint");
-      writeString(w, *p.fallbackEndpoint);
-    }
-    w.EndObject();
-  }
-  w.EndArray();
+  writePeers(w, e, id);
   writeKey(w, "domain_mesh_cidr");
   writeString(w, e.options().domainCidr);
   w.EndObject();

@@ -132,23 +132,7 @@ std::string buildSnapshot(Emulator& e, Node& node) {
   JsonWriter w(sb);
   w.StartObject();
   writeKey(w, "peers");
-  w.StartArray();
-  for (const auto& [pid, p] : e.nodes) {  // std::map: sorted by node_id
-    if (pid == node.id) continue;
-    w.StartObject();
-    writeKey(w, "node_id");
-    writeString(w, p.id);
-    writeKey(w, "mesh_ip");
-    writeString(w, p.meshIp);
-    writeKey(w, "public_key");
-    writeString(w, p.publicKey);
-    if (p.fallbackEndpoint) {
-      writeKey(w, "fallback_endpoint");
-      writeString(w, *p.fallbackEndpoint);
-    }
-    w.EndObject();
-  }
-  w.EndArray();
+  writePeers(w, e, node.id);
   writeKey(w, "reachability");
   writeReachability(w, e, node);
   writeKey(w, "policy");

@@ -295,4 +295,24 @@ std::string newUuidV4() {
   return formatUuid(b);
 }
 
+void writePeers(JsonWriter& w, const Emulator& e, const std::string& exceptId) {
+  w.StartArray();
+  for (const auto& [pid, p] : e.nodes) {
+    if (pid == exceptId) continue;
+    w.StartObject();
+    writeKey(w, "node_id");
+    writeString(w, p.id);
+    writeKey(w, "mesh_ip");
+    writeString(w, p.meshIp);
+    writeKey(w, "public_key");
+    writeString(w, p.publicKey);
+    if (p.fallbackEndpoint) {
+      writeKey(w, "fallback_endpoint");
+      writeString(w, *p.fallbackEndpoint);
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
 }  // namespace plexd::emu

@@ -10,6 +10,7 @@
 
 #include "common/http_server.h"
 #include "tests/emulator/emulator.h"
+#include "tests/emulator/json_util.h"
 
 namespace plexd::emu {
 
@@ -31,6 +32,10 @@ Gate gateNode(Emulator& e, const httpd::Request& req, const std::string& surface
 std::optional<httpd::Response> faultFor(Emulator& e, const httpd::Request& req, const std::string& surface);
 // The authenticated node without a path id (keys/rotate).
 Gate gateBearer(Emulator& e, const httpd::Request& req, const std::string& surface);
+
+// Every node but `exceptId` as a RegisterPeer / NodeStatePeer array, sorted
+// by node_id (std::map order): register's peer_snapshot and state's peers.
+void writePeers(JsonWriter& w, const Emulator& e, const std::string& exceptId);
 
 // The bearer value for a node (§4.1), e.g. for admin output.
 std::string bearerFor(const Node& node, std::string_view env = "emu");
