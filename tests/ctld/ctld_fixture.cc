@@ -75,7 +75,7 @@ CtldProcess::CtldProcess(EmulatorProcess& emu, CtldConfig config) : emu_(emu), c
   std::ofstream cfg(dir_ + "/config.yaml");
   const std::string baseUrl = config_.baseUrl.empty() ? emu_.url() : config_.baseUrl;
   cfg << "api:\n"
-      << "  base_url: " << baseUrl << "\n"
+      << (config_.noControlPlane ? std::string() : "  base_url: " + baseUrl + "\n")
       << (baseUrl.rfind("http://", 0) == 0 ? "  allow_insecure_http: true\n" : "")
       << "  ca_file: " << emu_.caFile() << "\n"
       << "  sse_idle_timeout: " << config_.sseIdleTimeout << "\n"

@@ -35,6 +35,7 @@ struct CtldConfig {
   // Where ctld sends its requests instead of the emulator's URL (a proxy in
   // front of it); an http:// URL also sets api.allow_insecure_http.
   std::string baseUrl{};
+  bool noControlPlane = false;  // leave api.base_url out of the config
 };
 
 class CtldProcess {

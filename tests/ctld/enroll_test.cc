@@ -165,3 +165,15 @@ TEST_CASE("a revoked credential: alarm and hold-off, then re-registration with a
   }
   CHECK(ctld.stop() == 0);
 }
+
+TEST_CASE("without a control plane configured ctld stays up idle and says what to set") {
+  EmulatorProcess emu;
+  CtldProcess ctld(emu, {.tokenInFile = emu.newToken(), .noControlPlane = true});
+  ctld.start();
+  ctld.waitLog({"no control plane configured", "api.base_url", "PLEXD_API"}, 20s);
+  ctld.waitLog({"ready", "idle: no control plane configured"}, 20s);
+  CHECK(ctld.running());
+  CHECK(ctld.countLog({"registering"}) == 0);
+  CHECK(std::filesystem::exists(ctld.tokenFile()));  // nothing consumed
+  CHECK(ctld.stop() == 0);
+}
