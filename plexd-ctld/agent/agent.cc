@@ -25,6 +25,9 @@ Identity copyIdentity(const Identity& id) {
   c.signingPublicKey = id.signingPublicKey;
   c.signingKeyId = id.signingKeyId;
   c.domainMeshCidr = id.domainMeshCidr;
+  c.previousSigningPublicKey = id.previousSigningPublicKey;
+  c.previousSigningKeyId = id.previousSigningKeyId;
+  c.previousSigningKeyUntil = id.previousSigningKeyUntil;
   c.nskText = SecretString(id.nskText.view());
   c.nsk = SecretBytes::copyOf(id.nsk.bytes());
   return c;
@@ -33,7 +36,13 @@ Identity copyIdentity(const Identity& id) {
 Result<SigningKeySet> keysOf(const Identity& id) {
   auto key = decodeSigningPublicKey(id.signingPublicKey);
   if (!key) return key.takeError().wrap("the stored signing_public_key is unusable");
-  return SigningKeySet(SigningKey{id.signingKeyId, *key});
+  SigningKeySet keys(SigningKey{id.signingKeyId, *key});
+  if (id.previousSigningKeyUntil > 0) {
+    // The rotation grace survives a restart; an expired one is simply unused.
+    if (auto prev = decodeSigningPublicKey(id.previousSigningPublicKey); prev)
+      keys.setPrevious(SigningKey{id.previousSigningKeyId, *prev}, Instant{id.previousSigningKeyUntil, 0});
+  }
+  return keys;
 }
 
 }  // namespace
@@ -332,6 +341,16 @@ void Agent::persistSigningKeys(const SigningKeySet& keys) {
   const auto& pk = keys.current().publicKey;
   identity_->signingPublicKey = base64Encode(std::span<const uint8_t>(pk.data(), pk.size()));
   identity_->signingKeyId = keys.current().keyId;
+  if (const auto& prev = keys.previous(); prev && keys.transitionExpires().sec > 0) {
+    identity_->previousSigningPublicKey =
+        base64Encode(std::span<const uint8_t>(prev->publicKey.data(), prev->publicKey.size()));
+    identity_->previousSigningKeyId = prev->keyId;
+    identity_->previousSigningKeyUntil = keys.transitionExpires().sec;  // floor: never longer than granted
+  } else {
+    identity_->previousSigningPublicKey.clear();
+    identity_->previousSigningKeyId.clear();
+    identity_->previousSigningKeyUntil = 0;
+  }
   if (auto st = store_.save(*identity_); !st) {
     alarms_["persist_failed"] = st.error().text();
     log::error("cannot persist the rotated signing key; it is used until restart", {{"error", st.error().text()}});

@@ -60,6 +60,17 @@ Result<LoadedIdentity> IdentityStore::load() const {
       return LoadedIdentity{std::nullopt, std::string("identity.json: ") + f.key + " missing"};
     }
   }
+  if (root.HasMember("previous_signing_key_until")) {
+    auto until = json::getInt(root, "identity.json", "previous_signing_key_until", 0, int64_t{253402300799});
+    auto key = json::getOptionalString(root, "identity.json", "previous_signing_public_key");
+    auto kid = json::getOptionalString(root, "identity.json", "previous_signing_key_id");
+    // A damaged grace entry only loses the grace; the identity stays usable.
+    if (until && key && kid && key->has_value()) {
+      id.previousSigningKeyUntil = *until;
+      id.previousSigningPublicKey = **key;
+      id.previousSigningKeyId = kid->value_or("");
+    }
+  }
   auto nskText = readFileBounded(dir_ + "/node_secret_key", 4096);
   if (!nskText) return LoadedIdentity{std::nullopt, nskText.error().text()};
   std::string nskTrimmed = trimmed(std::move(nskText).value());
@@ -91,6 +102,11 @@ Status IdentityStore::save(const Identity& id) const {
   d.AddMember("signing_public_key", str(id.signingPublicKey), a);
   d.AddMember("signing_key_id", str(id.signingKeyId), a);
   d.AddMember("domain_mesh_cidr", str(id.domainMeshCidr), a);
+  if (id.previousSigningKeyUntil > 0 && !id.previousSigningPublicKey.empty()) {
+    d.AddMember("previous_signing_public_key", str(id.previousSigningPublicKey), a);
+    d.AddMember("previous_signing_key_id", str(id.previousSigningKeyId), a);
+    d.AddMember("previous_signing_key_until", rapidjson::Value(static_cast<int64_t>(id.previousSigningKeyUntil)), a);
+  }
   return writeFileAtomic(dir_ + "/identity.json", json::write(d) + "\n", 0600);
 }
 

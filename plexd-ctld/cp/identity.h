@@ -26,6 +26,12 @@ struct Identity {
   std::string signingPublicKey;  // b64 text (raw 32 bytes or SPKI), as received
   std::string signingKeyId;
   std::string domainMeshCidr;
+  // After a signing-key rotation (§7.4): the previous key stays trusted
+  // until previousSigningKeyUntil (Unix seconds; 0 = no previous key), so a
+  // restart inside the grace period keeps accepting its events.
+  std::string previousSigningPublicKey;
+  std::string previousSigningKeyId;
+  int64_t previousSigningKeyUntil = 0;
   SecretString nskText;  // b64 text as received
   SecretBytes nsk;       // decoded, 32 bytes
 };

@@ -154,6 +154,9 @@ TEST_CASE("a signing-key rotation is accepted through the trusted key and persis
   n.ctld.waitLog({"event stream connected"}, 20s, 2);
   const uint64_t afterRestart = emit(emu, R"({"type":"node_state_updated"})");
   n.ctld.waitLog({"event verified", "id=" + std::to_string(afterRestart)}, 5s);
+  // The previous key's grace survives the restart too.
+  const uint64_t oldAfterRestart = emit(emu, R"({"type":"node_state_updated","sign":"previous"})");
+  n.ctld.waitLog({"event verified", "id=" + std::to_string(oldAfterRestart)}, 5s);
   CHECK(n.ctld.stop() == 0);
 }
 

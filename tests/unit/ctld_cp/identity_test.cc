@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 using namespace plexd;
 
@@ -109,6 +110,39 @@ TEST_CASE("corrupt or partial identities are reported, not trusted") {
     REQUIRE(l.ok());
     CHECK_FALSE(l->identity.has_value());
   }
+}
+
+TEST_CASE("a signing-key rotation grace is stored and a damaged one only loses the grace") {
+  TempDir d;
+  ctld::IdentityStore store(d.path);
+  auto id = sample();
+  id.previousSigningPublicKey = "bxWBcJu3se8DDSENsY47C6HHdvumXYzarQVBUULRifg=";
+  id.previousSigningKeyId = "k-0";
+  id.previousSigningKeyUntil = 1'900'000'000;
+  REQUIRE(store.save(id).ok());
+  auto loaded = store.load();
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->identity);
+  CHECK(loaded->identity->previousSigningPublicKey == id.previousSigningPublicKey);
+  CHECK(loaded->identity->previousSigningKeyId == "k-0");
+  CHECK(loaded->identity->previousSigningKeyUntil == 1'900'000'000);
+
+  // No grace: nothing written.
+  auto plain = sample();
+  REQUIRE(store.save(plain).ok());
+  std::ifstream f(d.path + "/identity.json");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(text.find("previous_signing") == std::string::npos);
+
+  // A damaged grace entry: the identity loads, without the grace.
+  std::ofstream(d.path + "/identity.json")
+      << R"({"node_id":"0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a3","mesh_ip":"100.64.0.7",)"
+      << R"("signing_key_id":"k-1","previous_signing_key_until":"soon","previous_signing_public_key":"x"})";
+  auto damaged = store.load();
+  REQUIRE(damaged.ok());
+  REQUIRE(damaged->identity);
+  CHECK(damaged->identity->previousSigningKeyUntil == 0);
+  CHECK(damaged->identity->previousSigningPublicKey.empty());
 }
 
 TEST_CASE("an invalid identity is never saved") {
