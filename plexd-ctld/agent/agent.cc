@@ -132,7 +132,6 @@ RegistrationSettings Agent::registrationSettings(bool replacing) const {
   s.projectId = config_.registration.projectId;
   s.resourceHandle = config_.registration.resourceHandle;
   s.requestedResourceId = config_.registration.requestedResourceId;
-  s.maxRetryDuration = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
   return s;
 }
 
@@ -319,14 +318,16 @@ void Agent::unauthorized(std::string_view surface, const Problem& problem) {
   const bool fresh = !alarms_.contains("unauthorized");
   alarms_["unauthorized"] = what;
   lastError_ = what;
-  if (reregistering_) return;
   if (surface == "events") {
     // The stream stops on 401; try again after the hold-off (a transient
-    // control-plane problem must not leave the node without events).
+    // control-plane problem must not leave the node without events). Armed
+    // even while a re-registration runs: if that fails, nothing else would
+    // restart the stream.
     (void)event::rearmTimer(streamRetry_.get(),
                             static_cast<uint64_t>(options_.unauthorizedRetry.count()) * 1'000'000u);
     sd_event_source_set_enabled(streamRetry_.get(), SD_EVENT_ONESHOT);
   }
+  if (reregistering_) return;
   if (fresh) log::error(what + "; holding off");
   // Re-register only with a fresh bootstrap token (§4.3): the used one was
   // deleted, so any token found now was provided after the first one. Each

@@ -31,7 +31,6 @@ struct RegistrationSettings {
   std::string projectId;
   std::string resourceHandle;
   std::string requestedResourceId;
-  std::chrono::seconds maxRetryDuration{300};
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
