@@ -8,19 +8,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "tests/unit/ctld_cp/test_support.h"
+
 using namespace plexd;
+using plexd::ctld::testing::TempDir;
 
 namespace {
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-identity-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
 ctld::Identity sample() {
   ctld::Identity id;
   id.nodeId = "0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a3";

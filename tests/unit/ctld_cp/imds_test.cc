@@ -31,8 +31,11 @@
 #include "common/event.h"
 #include "common/fd.h"
 #include "common/log.h"
+#include "tests/unit/ctld_cp/test_support.h"
 
 using namespace plexd;
+using plexd::ctld::testing::Env;
+using plexd::ctld::testing::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
@@ -532,27 +535,6 @@ TEST_CASE("the client may be destroyed from its callback or with a read in fligh
 // ---- IMDS as the last source of resolveRegistrationInputs ----
 
 namespace {
-
-struct Env {
-  std::map<std::string, std::string> vars;
-  ctld::EnvLookup lookup() const {
-    return [this](const char* n) -> std::optional<std::string> {
-      auto it = vars.find(n);
-      if (it == vars.end()) return std::nullopt;
-      return it->second;
-    };
-  }
-};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-imds-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 ctld::ImdsValues imdsValues() {
   ctld::ImdsValues v;

@@ -9,35 +9,17 @@
 
 #include "../../fakes/fake_http_client.h"
 #include "common/event.h"
+#include "tests/unit/ctld_cp/test_support.h"
 
 using namespace plexd;
+using plexd::ctld::testing::Env;
+using plexd::ctld::testing::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
 
 constexpr const char* kProject = "0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a1";
 constexpr const char* kToken = "psb_prod_abcdefg_node_abcdefghijklmnopqrstuvwx";
-
-struct Env {
-  std::map<std::string, std::string> vars;
-  ctld::EnvLookup lookup() const {
-    return [this](const char* n) -> std::optional<std::string> {
-      auto it = vars.find(n);
-      if (it == vars.end()) return std::nullopt;
-      return it->second;
-    };
-  }
-};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-reg-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 ctld::RegistrationSettings settings(const std::string& tokenFile) {
   ctld::RegistrationSettings s;
