@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ipc/ctld_apid.h"
+#include "ipc/ctld_netd.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::ipc {
@@ -62,6 +63,18 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
   if (other == Peer::apid) {
     s.permissions.push_back(permit<AgentStatusRequest>({Peer::apid}));
     s.permissions.push_back(permit<AgentStatusReply>({Peer::ctld}));
+  }
+  if (other == Peer::netd) {
+    s.permissions.push_back(permit<WgKeyRequest>({Peer::ctld}));
+    s.permissions.push_back(permit<WgKeyReply>({Peer::netd}));
+    s.permissions.push_back(permit<WgDeviceUp>({Peer::ctld}));
+    s.permissions.push_back(permit<WgDeviceDown>({Peer::ctld}));
+    s.permissions.push_back(permit<WgDeviceReply>({Peer::netd}));
+    s.permissions.push_back(permitSetItem<WgPeer>({Peer::ctld}));
+    s.permissions.push_back(permitSetItem<WgPeerChange>({Peer::ctld}));
+    s.permissions.push_back(permit<WgStatusRequest>({Peer::ctld}));
+    s.permissions.push_back(permit<WgStatusReply>({Peer::netd}));
+    s.permissions.push_back(permit<WgEvent>({Peer::netd}));
   }
   return s;
 }

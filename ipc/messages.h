@@ -47,6 +47,18 @@ enum class MsgType : uint16_t {
   status_reply = 18,
   agent_status_request = 19,  // lifecycle and ctld-apid, ipc/ctld_apid.h
   agent_status_reply = 20,
+
+  // ctld <-> netd, ipc/ctld_netd.h
+  wg_key_request = 64,
+  wg_key_reply = 65,
+  wg_device_up = 66,
+  wg_device_reply = 67,
+  wg_device_down = 68,
+  wg_peer = 69,
+  wg_peer_change = 70,
+  wg_status_request = 71,
+  wg_status_reply = 72,
+  wg_event = 74,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;
