@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "plexd-ctld/agent/agent.h"
 #include "plexd-ctld/agent/mesh_key.h"
+#include "plexd-ctld/agent/netd_link.h"
 #include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/events/verify_envelopes_cli.h"
 #include "plexd-supervisor/peer_links.h"
@@ -81,8 +82,19 @@ int main(int argc, char** argv) {
     if (auto st = reply.send(statusNow()); !st)
       log::warning("cannot answer a status request", {{"error", st.error().text()}});
   };
-  (*links)->onPeerChannel([&answerStatus](ipc::Peer peer, ipc::Channel& ch) {
+  // netd: the WireGuard key for registration, and the peer applier.
+  ctld::Agent* agentPtr = nullptr;
+  ctld::NetdLinkOptions netdOptions;
+  netdOptions.ifname = config->wireguard.interfaceName;
+  ctld::NetdLink netd(netdOptions, [&agentPtr]() -> const ctld::NodeStateSnapshot* {
+    return agentPtr ? agentPtr->lastApplied() : nullptr;
+  });
+  (*links)->onPeerChannel([&answerStatus, &netd](ipc::Peer peer, ipc::Channel& ch) {
     if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
+    if (peer == ipc::Peer::netd) netd.attach(ch);
+  });
+  (*links)->onPeerClosed([&netd](ipc::Peer peer, std::uint32_t, const Error&) {
+    if (peer == ipc::Peer::netd) netd.detach();
   });
   if (auto* lc = (*links)->lifecycle()) lc->lifecycleChannel().handle<ipc::AgentStatusRequest>(answerStatus);
 
@@ -102,11 +114,21 @@ int main(int argc, char** argv) {
   }
   ctld::AgentOptions options = ctld::agentOptionsFromConfig(*config, env);
   Daemon* d = daemon->get();
-  ctld::Agent agent((*daemon)->loop(), *config, options, **http,
-                    std::make_unique<ctld::TemporaryCtldMeshKey>(options.stateDir), [d](int code, const Error& e) {
-                      log::error(e.text());
-                      d->stop(code);
-                    });
+  // Without netd (standalone: no supervisor, no systemd sockets) the node
+  // enrols but cannot join the mesh; DetachedMeshKey says so.
+  ctld::DetachedMeshKey detachedKey;
+  const bool standalone = (*links)->mode() == supervisor::PeerLinksMode::standalone;
+  ctld::MeshKeyProvider& meshKey = standalone ? static_cast<ctld::MeshKeyProvider&>(detachedKey) : netd.keyProvider();
+  ctld::Agent agent((*daemon)->loop(), *config, options, **http, meshKey, [d](int code, const Error& e) {
+    log::error(e.text());
+    d->stop(code);
+  });
+  agentPtr = &agent;
+  if (!standalone) agent.addApplier(netd.applier());
+  agent.onIdentity([&netd](const ctld::Identity& id) {
+    if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
+      log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
+  });
   statusNow = [&agent, api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     return r;

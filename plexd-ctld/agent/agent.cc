@@ -73,12 +73,12 @@ AgentOptions agentOptionsFromConfig(const Config& config, EnvLookup env) {
 }
 
 Agent::Agent(sd_event* loop, const Config& config, AgentOptions options, http::Client& http,
-             std::unique_ptr<MeshKeyProvider> meshKey, Fatal onFatal)
+             MeshKeyProvider& meshKey, Fatal onFatal)
     : loop_(loop),
       config_(config),
       options_(std::move(options)),
       http_(http),
-      meshKey_(std::move(meshKey)),
+      meshKey_(meshKey),
       onFatal_(std::move(onFatal)),
       store_(options_.stateDir) {}
 
@@ -186,20 +186,38 @@ Status Agent::beginRegistration(bool replacing) {
 Status Agent::startRegistrar(RegistrationInputs inputs, bool replacing) {
   tokenFile_ = inputs.tokenFile;
   for (const auto& w : inputs.warnings) log::warning(w);
-  auto pub = meshKey_->publicKey();
-  if (!pub) return pub.takeError().wrap("cannot get the node's mesh public key");
-  log::info(replacing ? "re-registering with a fresh bootstrap token" : "registering with the control plane",
-            {{"api", config_.api.baseUrl}, {"resource_handle", inputs.resourceHandle},
-             {"key_provider", meshKey_->name()}});
-  const auto maxRetry = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
-  registrar_ = std::make_unique<Registrar>(loop_, http_, systemRandom(), apiBase_, std::move(inputs), std::move(*pub),
-                                           maxRetry);
-  if (options_.registrationBackoff) registrar_->setBackoffPolicy(*options_.registrationBackoff);
   if (replacing)
     reregistering_ = true;
   else
     regState_ = RegistrationState::registering;
-  return registrar_->start([this, replacing](Result<Registration> r) { registered(std::move(r), replacing); });
+  // The key may take a moment (netd starting): registration continues from
+  // the callback.
+  auto held = std::make_shared<RegistrationInputs>(std::move(inputs));  // move-only (holds the token)
+  meshKey_.publicKey([this, held, replacing](Result<std::string> pub) {
+    if (!pub) {
+      Error e = pub.takeError().wrap("cannot get the node's mesh public key");
+      if (replacing) {
+        reregistering_ = false;
+        log::error("re-registration failed; keeping the current identity", {{"error", e.text()}});
+        return;
+      }
+      regState_ = RegistrationState::failed;
+      return fatal(kExitConfig, e);
+    }
+    log::info(replacing ? "re-registering with a fresh bootstrap token" : "registering with the control plane",
+              {{"api", config_.api.baseUrl}, {"resource_handle", held->resourceHandle},
+               {"key_provider", meshKey_.name()}});
+    const auto maxRetry = std::chrono::duration_cast<std::chrono::seconds>(config_.registration.maxRetryDuration);
+    registrar_ = std::make_unique<Registrar>(loop_, http_, systemRandom(), apiBase_, std::move(*held),
+                                             std::move(*pub), maxRetry);
+    if (options_.registrationBackoff) registrar_->setBackoffPolicy(*options_.registrationBackoff);
+    auto st = registrar_->start([this, replacing](Result<Registration> r) { registered(std::move(r), replacing); });
+    if (!st) {
+      regState_ = RegistrationState::failed;
+      fatal(kExitConfig, st.error());
+    }
+  });
+  return {};
 }
 
 void Agent::registered(Result<Registration> r, bool replacing) {
@@ -264,7 +282,7 @@ Status Agent::run(const Identity& identity) {
   ec.onPollNeeded = [this] { reconciler_->trigger("sse_degraded_poll"); };
   ec.onRotateKeys = [this] {
     // §19.1 needs netd (it owns the WireGuard key); until then: pull.
-    log::notice("mesh key rotation requested; not supported until netd owns the key");
+    log::notice("mesh key rotation requested; not implemented yet (PROTOCOL.md §19.1), pulling instead");
     reconciler_->trigger("rotate_keys");
   };
   ec.onUnauthorized = [this](const Problem& p) { unauthorized("events", p); };
@@ -274,7 +292,7 @@ Status Agent::run(const Identity& identity) {
 
   HeartbeatCallbacks hc;
   hc.triggerReconcile = [this](std::string_view why) { reconciler_->trigger(why); };
-  hc.onRotateKeys = [] { log::notice("heartbeat asks for a mesh key rotation; not supported until netd owns the key"); };
+  hc.onRotateKeys = [] { log::notice("heartbeat asks for a mesh key rotation; not implemented yet (PROTOCOL.md §19.1)"); };
   hc.onUnauthorized = [this](const Problem& p) { unauthorized("heartbeat", p); };
   heartbeat_ = std::make_unique<Heartbeat>(loop_, *cp_, systemClock(), options_.heartbeat, std::move(hc));
 
@@ -291,6 +309,7 @@ Status Agent::run(const Identity& identity) {
   streamRetry_ = std::move(*retry);
   sd_event_source_set_enabled(streamRetry_.get(), SD_EVENT_OFF);
   log::info("control-plane client running", {{"node_id", identity.nodeId}});
+  if (onIdentity_) onIdentity_(identity);
   return {};
 }
 
@@ -310,6 +329,7 @@ void Agent::switchCredential(const Identity& identity) {
   stream_->restart();
   reconciler_->credentialsChanged();
   heartbeat_->credentialsChanged();
+  if (onIdentity_) onIdentity_(identity);
 }
 
 void Agent::unauthorized(std::string_view surface, const Problem& problem) {

@@ -83,7 +83,7 @@ class Agent {
   using Fatal = std::function<void(int exitCode, const Error& error)>;
 
   Agent(sd_event* loop, const Config& config, AgentOptions options, http::Client& http,
-        std::unique_ptr<MeshKeyProvider> meshKey, Fatal onFatal);
+        MeshKeyProvider& meshKey, Fatal onFatal);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -96,6 +96,11 @@ class Agent {
   AgentStatus status() const;
   // Appliers added before start() run in the reconciler in order.
   void addApplier(Applier& applier) { appliers_.push_back(&applier); }
+  // Called once the node has an identity and the reconciler runs (start or
+  // registration), and again after a re-registration.
+  void onIdentity(std::function<void(const Identity&)> cb) { onIdentity_ = std::move(cb); }
+  // The last applied snapshot (nullptr: none yet, or not running).
+  const NodeStateSnapshot* lastApplied() const { return reconciler_ ? reconciler_->lastApplied() : nullptr; }
 
  private:
   Status ensureStateDir();
@@ -114,7 +119,7 @@ class Agent {
   const Config& config_;
   AgentOptions options_;
   http::Client& http_;
-  std::unique_ptr<MeshKeyProvider> meshKey_;
+  MeshKeyProvider& meshKey_;
   Fatal onFatal_;
   IdentityStore store_;
   std::string apiBase_;
@@ -132,6 +137,7 @@ class Agent {
   std::unique_ptr<EventStream> stream_;
   std::unique_ptr<Heartbeat> heartbeat_;
   std::vector<Applier*> appliers_;
+  std::function<void(const Identity&)> onIdentity_;
   event::Source streamRetry_;
   std::map<std::string, std::string> alarms_;
   std::string lastError_;

@@ -53,8 +53,7 @@ bool DeviceSync::diffPeer(const WgPeerConfig& have, const WgPeerConfig& want, co
 Status DeviceSync::write(const std::vector<WgPeerOp>& ops) {
   if (ops.empty()) return {};
   if (auto st = backend_.apply(ops); !st) {
-    synced_ = false;
-    model_.clear();
+    synced_ = false;  // the model stays: it is still what we want (repair restores it)
     return st;
   }
   return {};

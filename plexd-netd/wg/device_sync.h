@@ -16,8 +16,9 @@
 // device endpoint that differs from an unchanged desired one is a roam and is
 // left alone.
 //
-// Errors: the model is dropped (synced() false); the device may hold a
-// prefix of the ops, so the next syncFull reads it back first.
+// Errors: synced() turns false; the device may hold a prefix of the ops, so
+// the next syncFull reads it back first. The model keeps the last desired
+// set, so netd can repair the device without asking ctld.
 #pragma once
 
 #include <chrono>
@@ -57,7 +58,7 @@ class DeviceSync {
 
   bool synced() const { return synced_; }
   void invalidate() { synced_ = false; }
-  // The desired peers as last applied (valid while synced()).
+  // The desired peers as last applied (the device matches it while synced()).
   const std::map<WgKey, WgPeerConfig>& model() const { return model_; }
 
  private:

@@ -38,11 +38,14 @@ TEST_CASE("ctld enrolls from a token file, deletes it, keeps 0600 identity files
   CHECK_FALSE(std::filesystem::exists(ctld.tokenFile()));
   const std::string id = ctld.nodeId();
   REQUIRE_FALSE(id.empty());
-  for (const char* f : {"identity.json", "node_secret_key", "signing_public_key", "mesh_private_key.temporary",
-                        "last_applied_snapshot.json"}) {
+  for (const char* f : {"identity.json", "node_secret_key", "signing_public_key", "last_applied_snapshot.json"}) {
     INFO(f);
     CHECK(modeOf(ctld.stateDir() + "/" + f) == 0600);
   }
+  // ctld never holds a WireGuard private key (netd does; standalone it registers a throwaway one).
+  for (const auto& e : std::filesystem::directory_iterator(ctld.stateDir()))
+    CHECK(e.path().filename().string().find("private") == std::string::npos);
+  CHECK(ctld.log().find("throwaway WireGuard key") != std::string::npos);
   CHECK(modeOf(ctld.stateDir()) == 0700);
   // The NSK is never logged.
   std::string nsk = ctld.readState("node_secret_key");

@@ -1,0 +1,244 @@
+#include "plexd-ctld/agent/netd_link.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "common/base64.h"
+#include "common/log.h"
+
+namespace plexd::ctld {
+namespace {
+
+bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+}  // namespace
+
+NetdLink::NetdLink(NetdLinkOptions options, std::function<const NodeStateSnapshot*()> lastApplied)
+    : options_(std::move(options)), lastApplied_(std::move(lastApplied)) {}
+
+NetdLink::~NetdLink() { *alive_ = false; }
+
+void NetdLink::attach(ipc::Channel& ch) {
+  channel_ = &ch;
+  ++generation_;
+  status_.connected = true;
+  status_.synced = false;
+  keyInFlight_ = false;
+  ch.handle<ipc::WgEvent>([this](ipc::WgEvent&& ev, UniqueFd, ipc::Reply) {
+    ++status_.events;
+    log::notice("netd reports a WireGuard device event", {{"detail", ev.detail}});
+  });
+  // Requests queue behind our hello, so they can go out before the handshake completes.
+  if (!keyWaiters_.empty()) sendKeyRequest();
+  pushFromLastApplied();
+}
+
+void NetdLink::detach() {
+  channel_ = nullptr;
+  ++generation_;
+  status_.connected = false;
+  status_.synced = false;
+  keyInFlight_ = false;
+}
+
+Status NetdLink::setNode(const std::string& meshIp, const std::string& domainCidr) {
+  auto ip = IpAddr::parse(meshIp);
+  if (!ip) return ip.takeError().wrap("mesh_ip");
+  auto cidr = IpPrefix::parse(domainCidr);
+  if (!cidr) return cidr.takeError().wrap("domain_mesh_cidr");
+  if (!cidr->contains(*ip)) return Error(fmt::format("mesh IP {} is outside the domain CIDR {}", meshIp, domainCidr));
+  bool changed = !meshIp_ || *meshIp_ != IpPrefix::host(*ip) || *domainCidr_ != *cidr;
+  meshIp_ = IpPrefix::host(*ip);
+  domainCidr_ = *cidr;
+  if (changed) status_.synced = false;  // the next apply sends wg_device_up again
+  if (!status_.synced) pushFromLastApplied();
+  return {};
+}
+
+void NetdLink::publicKey(std::function<void(Result<std::string>)> done) {
+  keyWaiters_.push_back(std::move(done));
+  if (channel_) {
+    sendKeyRequest();
+  } else if (keyWaiters_.size() == 1) {
+    log::info("waiting for netd to hand over the node's WireGuard public key");
+  }
+}
+
+void NetdLink::sendKeyRequest() {
+  if (keyInFlight_ || !channel_) return;
+  keyInFlight_ = true;
+  auto gen = generation_;
+  channel_->call(ipc::WgKeyRequest{}, options_.callTimeout,
+                 [this, gen, alive = alive_](Result<ipc::WgKeyReply> r) {
+                   if (!*alive || gen != generation_) return;  // that channel is gone; the next one asks again
+                   keyInFlight_ = false;
+                   if (!r) {
+                     if (r.error().errnum() == ETIMEDOUT || !channel_) return;
+                     log::error("netd cannot provide the WireGuard key", {{"error", r.error().text()}});
+                   }
+                   Result<std::string> key = r ? Result<std::string>(base64Encode(std::span<const uint8_t>(
+                                                     r->public_key.data(), r->public_key.size())))
+                                               : Result<std::string>(r.error());
+                   auto waiters = std::move(keyWaiters_);
+                   keyWaiters_.clear();
+                   for (auto& w : waiters) w(key);
+                 });
+}
+
+Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {
+  ipc::WgPeer out;
+  auto key = base64Decode(p.publicKey);
+  if (!key || key->size() != 32) return Error(fmt::format("peer {} has an unusable public key", p.nodeId));
+  std::copy(key->begin(), key->end(), out.public_key.begin());
+  auto ip = IpAddr::parse(p.meshIp);
+  if (!ip) return ip.takeError().wrap("peer " + p.nodeId + " mesh_ip");
+  out.allowed_ips.push_back(IpPrefix::host(*ip));
+  if (p.fallbackEndpoint) {
+    auto ep = SockAddr::parse(*p.fallbackEndpoint);
+    if (ep) {
+      out.endpoint = *ep;
+    } else {
+      log::warning("peer fallback_endpoint is not an IP endpoint; leaving the endpoint to WireGuard",
+                   {{"node_id", p.nodeId}, {"endpoint", *p.fallbackEndpoint}});
+    }
+  }
+  out.keepalive_s = options_.keepaliveSeconds;
+  return out;
+}
+
+Result<std::vector<ipc::WgPeer>> NetdLink::peersOf(const std::vector<SnapshotPeer>& peers) const {
+  std::vector<ipc::WgPeer> out;
+  out.reserve(peers.size());
+  for (const auto& p : peers) {
+    auto w = toWgPeer(p);
+    if (!w) return w.takeError();
+    if (domainCidr_) {
+      // netd refuses a peer outside the domain and drops the channel: keep such
+      // a peer out here, with a clear error, instead.
+      for (const auto& a : w->allowed_ips)
+        if (!domainCidr_->contains(a))
+          return Error(fmt::format("peer {} mesh IP {} is outside the domain CIDR {}", p.nodeId, p.meshIp,
+                                   domainCidr_->str()));
+    }
+    out.push_back(std::move(*w));
+  }
+  return out;
+}
+
+void NetdLink::noteError(const Error& e) {
+  status_.lastError = e.text();
+}
+
+void NetdLink::pushFull(std::vector<ipc::WgPeer> peers, Applier::Done done) {
+  if (!channel_) return done(Error("netd is not connected"));
+  if (!meshIp_ || !domainCidr_) return done(Error("the node's mesh address is not known yet"));
+  ipc::WgDeviceUp up;
+  up.ifname = options_.ifname;
+  up.mesh_ip = *meshIp_;
+  up.domain_cidr = *domainCidr_;
+  auto gen = generation_;
+  auto count = peers.size();
+  channel_->call(up, options_.callTimeout,
+                 [this, gen, alive = alive_, peers = std::move(peers), done, count](Result<ipc::WgDeviceReply> r) mutable {
+                   if (!*alive) return;
+                   if (gen != generation_ || !channel_) return done(Error("the netd channel changed"));
+                   if (!r) {
+                     noteError(r.error());
+                     return done(r.error().wrap("netd cannot bring the WireGuard device up"));
+                   }
+                   status_.backend = r->backend;
+                   channel_->sendSet(peers, options_.callTimeout, [this, gen, alive, done, count](Result<ipc::TxAck> a) {
+                     if (!*alive) return;
+                     if (gen != generation_) return done(Error("the netd channel changed"));
+                     if (!a) {
+                       noteError(a.error());
+                       return done(a.error().wrap("netd refused the peer set"));
+                     }
+                     status_.synced = true;
+                     status_.peers = static_cast<uint32_t>(count);
+                     status_.lastError.clear();
+                     done(okStatus());
+                   });
+                 });
+}
+
+void NetdLink::pushFromLastApplied() {
+  const NodeStateSnapshot* applied = lastApplied_ ? lastApplied_() : nullptr;
+  if (!applied || !meshIp_) return;  // nothing applied yet: the first reconcile cycle sends it
+  auto peers = peersOf(applied->peers);
+  if (!peers) {
+    noteError(peers.error());
+    log::error("cannot restore the peer set to netd", {{"error", peers.error().text()}});
+    return;
+  }
+  log::info("netd connected: restoring the applied peer set", {{"peers", applied->peers.size()}});
+  pushFull(std::move(*peers), [](Status st) {
+    if (!st) log::warning("restoring the peer set to netd failed; the next reconcile retries", {{"error", st.error().text()}});
+  });
+}
+
+void NetdLink::apply(const SnapshotDiff& diff, const NodeStateSnapshot& desired, Applier::Done done) {
+  if (!diff.initial && !diff.peersChanged() && status_.synced) return done(okStatus());
+  if (!channel_) return done(Error("netd is not connected; peers are applied when it is"));
+  if (diff.initial || !status_.synced) {
+    auto peers = peersOf(desired.peers);
+    if (!peers) return done(peers.takeError());
+    return pushFull(std::move(*peers), std::move(done));
+  }
+  // §11 apply order: removes, updates, adds.
+  std::vector<ipc::WgPeerChange> changes;
+  for (const auto& p : diff.peersRemoved) {
+    auto w = toWgPeer(p);
+    if (!w) return done(w.takeError());
+    changes.push_back({ipc::WgPeerChange::Op::remove, std::move(*w)});
+  }
+  for (const auto& u : diff.peersUpdated) {
+    auto before = toWgPeer(u.before);
+    auto after = toWgPeer(u.after);
+    if (!before || !after) return done(before ? after.takeError() : before.takeError());
+    if (before->public_key != after->public_key) {
+      // A new key is a different WireGuard peer: remove the old one, add the new.
+      changes.push_back({ipc::WgPeerChange::Op::remove, std::move(*before)});
+      changes.push_back({ipc::WgPeerChange::Op::add, std::move(*after)});
+    } else {
+      changes.push_back({ipc::WgPeerChange::Op::update, std::move(*after)});
+    }
+  }
+  for (const auto& p : diff.peersAdded) {
+    auto w = toWgPeer(p);
+    if (!w) return done(w.takeError());
+    changes.push_back({ipc::WgPeerChange::Op::add, std::move(*w)});
+  }
+  if (domainCidr_) {
+    for (const auto& c : changes)
+      for (const auto& a : c.peer.allowed_ips)
+        if (c.op != ipc::WgPeerChange::Op::remove && !domainCidr_->contains(a))
+          return done(Error(fmt::format("a peer mesh IP {} is outside the domain CIDR {}", a.str(), domainCidr_->str())));
+  }
+  auto gen = generation_;
+  auto total = desired.peers.size();
+  channel_->sendSet(changes, options_.callTimeout,
+                    [this, gen, alive = alive_, done, total, desiredCopy = &desired](Result<ipc::TxAck> a) {
+                      if (!*alive) return;
+                      if (gen != generation_) return done(Error("the netd channel changed"));
+                      if (a) {
+                        status_.peers = static_cast<uint32_t>(total);
+                        status_.lastError.clear();
+                        return done(okStatus());
+                      }
+                      if (startsWith(a.error().message(), ipc::kWgErrNotSynced)) {
+                        // netd lost its state (restart, repair): send everything.
+                        status_.synced = false;
+                        auto peers = peersOf(desiredCopy->peers);
+                        if (!peers) return done(peers.takeError());
+                        return pushFull(std::move(*peers), done);
+                      }
+                      noteError(a.error());
+                      status_.synced = false;  // next cycle sends the full set
+                      done(a.error().wrap("netd refused the peer changes"));
+                    });
+}
+
+}  // namespace plexd::ctld

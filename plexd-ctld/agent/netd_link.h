@@ -1,0 +1,122 @@
+// ctld's side of the ctld-netd channel (ipc/ctld_netd.h), in one object:
+//
+//  - MeshKeyProvider: the node's WireGuard public key comes from netd
+//    (wg_key_request); netd generates and keeps the private key. A request
+//    made while netd is not connected waits for the channel.
+//  - Applier "wireguard-peers" (PROTOCOL.md §11): snapshot peers → typed
+//    diff → netd. The first apply on a channel (and any apply after netd
+//    answered not_synced) sends wg_device_up and the full set; later ones
+//    send only the changes (removes, updates, adds).
+//  - On every new netd channel (netd restarted, ctld restarted) it pushes
+//    wg_device_up + the full set of the last applied snapshot at once: the
+//    reconciler would not call an applier again for an unchanged snapshot.
+//
+// Peer mapping (§11): key = b64-decoded public_key; allowed IPs =
+// [mesh_ip/32 or /128]; endpoint = fallback_endpoint when it is an IP
+// literal (a DNS name is not resolved yet: logged, left unset); keepalive
+// from wireguard.persistent_keepalive.
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/netaddr.h"
+#include "ipc/channel.h"
+#include "ipc/ctld_netd.h"
+#include "plexd-ctld/agent/mesh_key.h"
+#include "plexd-ctld/reconcile/reconciler.h"
+
+namespace plexd::ctld {
+
+struct NetdLinkOptions {
+  std::string ifname = "plexd0";  // netd's configured interface (a cross-check for netd)
+  uint16_t keepaliveSeconds = 25;
+  std::chrono::milliseconds callTimeout{30'000};
+};
+
+struct NetdLinkStatus {
+  bool connected = false;
+  bool synced = false;       // device up and full set applied on this channel
+  std::string backend;
+  uint32_t peers = 0;        // peers netd holds after the last apply
+  std::string lastError;
+  uint64_t events = 0;       // wg_event messages from netd
+};
+
+class NetdLink {
+ public:
+  NetdLink(NetdLinkOptions options, std::function<const NodeStateSnapshot*()> lastApplied);
+  ~NetdLink();
+  NetdLink(const NetdLink&) = delete;
+  NetdLink& operator=(const NetdLink&) = delete;
+
+  // A new netd channel (PeerLinks::onPeerChannel); replaces the previous one.
+  void attach(ipc::Channel& channel);
+  void detach();
+  // The node's mesh address and domain CIDR (after registration).
+  Status setNode(const std::string& meshIp, const std::string& domainCidr);
+
+  // The key source for registration, and the reconciler's peer applier.
+  MeshKeyProvider& keyProvider() { return keys_; }
+  Applier& applier() { return peers_; }
+
+  void publicKey(std::function<void(Result<std::string>)> done);
+  void apply(const SnapshotDiff& diff, const NodeStateSnapshot& desired, Applier::Done done);
+
+  const NetdLinkStatus& status() const { return status_; }
+  ipc::Channel* channel() { return channel_; }
+
+  // The ipc peer for one snapshot peer (errors: unusable key or address).
+  Result<ipc::WgPeer> toWgPeer(const SnapshotPeer& p) const;
+
+ private:
+  class Keys final : public MeshKeyProvider {
+   public:
+    explicit Keys(NetdLink& l) : l_(l) {}
+    void publicKey(std::function<void(Result<std::string>)> done) override { l_.publicKey(std::move(done)); }
+    std::string_view name() const override { return "netd"; }
+
+   private:
+    NetdLink& l_;
+  };
+  class Peers final : public Applier {
+   public:
+    explicit Peers(NetdLink& l) : l_(l) {}
+    std::string_view name() const override { return "wireguard-peers"; }
+    void apply(const SnapshotDiff& diff, const NodeStateSnapshot& desired, Done done) override {
+      l_.apply(diff, desired, std::move(done));
+    }
+
+   private:
+    NetdLink& l_;
+  };
+
+  void sendKeyRequest();
+  Result<std::vector<ipc::WgPeer>> peersOf(const std::vector<SnapshotPeer>& peers) const;
+  // device_up then the full set of `peers`; done(ok) once netd acked both.
+  void pushFull(std::vector<ipc::WgPeer> peers, Applier::Done done);
+  void pushFromLastApplied();
+  void noteError(const Error& e);
+
+  Keys keys_{*this};
+  Peers peers_{*this};
+
+  NetdLinkOptions options_;
+  std::function<const NodeStateSnapshot*()> lastApplied_;
+  ipc::Channel* channel_ = nullptr;
+  uint64_t generation_ = 0;  // bumped per channel: late callbacks of an old one are ignored
+  std::optional<IpPrefix> meshIp_;
+  std::optional<IpPrefix> domainCidr_;
+  std::deque<std::function<void(Result<std::string>)>> keyWaiters_;
+  bool keyInFlight_ = false;
+  NetdLinkStatus status_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace plexd::ctld
