@@ -150,6 +150,7 @@ void applyConfig(SupervisorOptions& o, const Config& config) {
   }
   o.data_dir = config.dataDir;
   o.state_dirs = {{"ctld", config.stateDirs.ctld}, {"netd", config.stateDirs.netd}, {"apid", config.stateDirs.apid}};
+  o.netd_tun = config.wireguard.backend != WireguardBackend::kernel;
   o.token_file = config.registration.tokenFile;
 }
 

@@ -46,6 +46,8 @@ struct SupervisorOptions {
   // hands the bootstrap token to ctld, as the systemd units do.
   std::string data_dir;
   std::map<std::string, std::string> state_dirs;  // daemon name -> state directory
+  // netd may use wireguard-go: hand it /dev/net/tun and prepare /run/wireguard.
+  bool netd_tun = true;
   std::string token_file;                         // registration.token_file
 
   std::string controlSocket() const {

@@ -52,13 +52,19 @@ struct ChildFailure {
   int lc = fcntl(req.lifecycle_fd, F_DUPFD_CLOEXEC, 10);
   int nul = fcntl(devnull, F_DUPFD_CLOEXEC, 10);
   int ef = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
-  if (lc < 0 || nul < 0 || ef < 0) childFail(err_fd, errno, "fcntl(F_DUPFD)");
+  int xf = req.extra_fd >= 0 ? fcntl(req.extra_fd, F_DUPFD_CLOEXEC, 10) : -1;
+  if (lc < 0 || nul < 0 || ef < 0 || (req.extra_fd >= 0 && xf < 0)) childFail(err_fd, errno, "fcntl(F_DUPFD)");
   err_fd = ef;
   if (dup2(nul, STDIN_FILENO) < 0) childFail(err_fd, errno, "dup2(stdin)");
   if (dup2(lc, ipc::kLifecycleFd) < 0) childFail(err_fd, errno, "dup2(lifecycle)");
-  // dup2 clears FD_CLOEXEC on the new fd; fd 3 must survive execve.
+  int last = ipc::kLifecycleFd;
+  if (xf >= 0) {
+    if (dup2(xf, ipc::kLifecycleFd + 1) < 0) childFail(err_fd, errno, "dup2(extra fd)");
+    last = ipc::kLifecycleFd + 1;
+  }
+  // dup2 clears FD_CLOEXEC on the new fds; fds 3 (and 4) must survive execve.
   // Close everything else except the error pipe, which is CLOEXEC.
-  if (ef > ipc::kLifecycleFd + 1 && syscall(SYS_close_range, ipc::kLifecycleFd + 1, ef - 1, 0) != 0)
+  if (ef > last + 1 && syscall(SYS_close_range, last + 1, ef - 1, 0) != 0)
     childFail(err_fd, errno, "close_range");
   if (syscall(SYS_close_range, ef + 1, ~0U, 0) != 0) childFail(err_fd, errno, "close_range");
   if (chdir("/") != 0) childFail(err_fd, errno, "chdir(/)");

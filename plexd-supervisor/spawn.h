@@ -29,6 +29,7 @@ struct SpawnRequest {
   std::vector<std::string> env;   // complete environment, "KEY=value"
   std::optional<Credentials> creds;  // nullopt: keep ours (supervisor not root)
   int lifecycle_fd = -1;          // becomes fd 3 in the child
+  int extra_fd = -1;              // if set, becomes fd 4 in the child (netd's /dev/net/tun)
 };
 
 struct SpawnedChild {

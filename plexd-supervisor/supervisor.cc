@@ -1,5 +1,6 @@
 #include "plexd-supervisor/supervisor.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -147,12 +148,31 @@ Status ensureDir(const std::string& path, uid_t uid, gid_t gid, mode_t mode) {
 
 }  // namespace
 
+// wireguard-go only serves its UAPI at /var/run/wireguard/<if>.sock, which
+// netd (not root) binds for it. The directory stays root's, with group write
+// for netd's group and the sticky bit, so netd can create its own sockets but
+// not remove anyone else's (wg-quick's, as root).
+Status Supervisor::prepareWireguardSocketDir(gid_t netdGid) {
+  const std::string dir = "/run/wireguard";
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::sys("cannot create " + dir);
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return Error::sys("cannot stat " + dir);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != 0) return Error(dir + " is not a directory owned by root; not using it");
+  if (st.st_gid != netdGid && st.st_gid != 0) return okStatus();  // an operator's choice: leave it
+  if (::chown(dir.c_str(), 0, netdGid) != 0) return Error::sys("cannot chown " + dir);
+  if (::chmod(dir.c_str(), 01775) != 0) return Error::sys("cannot chmod " + dir);
+  return okStatus();
+}
+
 Status Supervisor::prepareFiles() {
   if (geteuid() != 0 || options_.data_dir.empty()) return okStatus();
   std::error_code ec;
   std::filesystem::create_directories(options_.data_dir, ec);
   if (ec) return Error("cannot create data_dir " + options_.data_dir + ": " + ec.message());
   for (auto& c : children_) {
+    if (c->slot.peer == ipc::Peer::netd && options_.netd_tun && c->creds) {
+      if (auto st = prepareWireguardSocketDir(c->creds->gid); !st) return st;
+    }
     auto it = options_.state_dirs.find(c->slot.name);
     if (it == options_.state_dirs.end() || it->second.empty() || !c->creds) continue;
     std::filesystem::create_directories(std::filesystem::path(it->second).parent_path(), ec);
@@ -230,8 +250,18 @@ Status Supervisor::spawn(Child& c) {
   req.env = childEnv(c);
   req.creds = c.creds;
   req.lifecycle_fd = theirs.get();
+  // netd (not root) cannot open a root-only /dev/net/tun for wireguard-go:
+  // open it here and hand it over as fd 4 (PLEXD_TUN_FD, childEnv).
+  UniqueFd tun;
+  if (c.slot.peer == ipc::Peer::netd && options_.netd_tun && geteuid() == 0) {
+    tun = UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!tun.valid()) log::warning("cannot open /dev/net/tun for netd", {{"errno", errno}});
+    req.extra_fd = tun.get();
+    if (tun.valid()) req.env.push_back("PLEXD_TUN_FD=4");
+  }
   auto child = spawnChild(req);
   theirs.reset();
+  tun.reset();
   if (!child) return child.takeError();
   c.pid = child->pid;
   c.pidfd = std::move(child->pidfd);

@@ -86,6 +86,7 @@ class Supervisor {
   std::vector<std::string> childEnv(const Child& c) const;
   // Root only: state directories and the bootstrap token hand-over.
   Status prepareFiles();
+  Status prepareWireguardSocketDir(gid_t netdGid);
   uint64_t now() const;
 
   static int onChildExit(sd_event_source* s, const siginfo_t* si, void* child);

@@ -66,28 +66,21 @@ Status NetdService::start() {
 }
 
 void NetdService::attach(ipc::Channel& ch) {
-  channel_ = &ch;
-  channelSynced_ = false;
+  const uint64_t gen = ++channelGen_;
   ch.handle<ipc::WgKeyRequest>([this](ipc::WgKeyRequest&&, UniqueFd, ipc::Reply reply) { handleKey(reply); });
-  ch.handle<ipc::WgDeviceUp>([this, &ch](ipc::WgDeviceUp&& up, UniqueFd, ipc::Reply reply) {
-    handleDeviceUp(ch, std::move(up), reply);
+  ch.handle<ipc::WgDeviceUp>([this, &ch, gen](ipc::WgDeviceUp&& up, UniqueFd, ipc::Reply reply) {
+    handleDeviceUp(ch, gen, std::move(up), reply);
   });
   ch.handle<ipc::WgDeviceDown>(
       [this](ipc::WgDeviceDown&& down, UniqueFd, ipc::Reply reply) { handleDeviceDown(std::move(down), reply); });
-  ch.handleSet<ipc::WgPeer>(
-      [this, &ch](std::vector<ipc::WgPeer>&& peers, ipc::Reply reply) { handlePeers(ch, std::move(peers), reply); });
-  ch.handleSet<ipc::WgPeerChange>([this, &ch](std::vector<ipc::WgPeerChange>&& changes, ipc::Reply reply) {
-    handleChanges(ch, std::move(changes), reply);
+  ch.handleSet<ipc::WgPeer>([this, &ch, gen](std::vector<ipc::WgPeer>&& peers, ipc::Reply reply) {
+    handlePeers(ch, gen, std::move(peers), reply);
+  });
+  ch.handleSet<ipc::WgPeerChange>([this, &ch, gen](std::vector<ipc::WgPeerChange>&& changes, ipc::Reply reply) {
+    handleChanges(ch, gen, std::move(changes), reply);
   });
   ch.handle<ipc::WgStatusRequest>(
       [this](ipc::WgStatusRequest&& req, UniqueFd, ipc::Reply reply) { handleStatus(req, reply); });
-}
-
-void NetdService::detach(const ipc::Channel& ch) {
-  if (channel_ == &ch) {
-    channel_ = nullptr;
-    channelSynced_ = false;
-  }
 }
 
 void NetdService::refuse(ipc::Channel& ch, const Error& why) {
@@ -139,7 +132,7 @@ Status NetdService::bringUp(bool& created) {
   return {};
 }
 
-void NetdService::handleDeviceUp(ipc::Channel& ch, ipc::WgDeviceUp&& up, ipc::Reply reply) {
+void NetdService::handleDeviceUp(ipc::Channel& ch, uint64_t /*gen*/, ipc::WgDeviceUp&& up, ipc::Reply reply) {
   if (up.ifname != options_.ifname)
     return refuse(ch, Error(fmt::format("wg_device_up names interface '{}' but netd manages '{}'", up.ifname,
                                         options_.ifname)));
@@ -177,7 +170,7 @@ void NetdService::handleDeviceDown(ipc::WgDeviceDown&& down, ipc::Reply reply) {
   meshIp_.reset();
   domainCidr_.reset();
   sync_.invalidate();
-  channelSynced_ = false;
+  syncedGen_ = 0;
   if (auto st = backend_.destroy(); !st) {
     noteError(st.error());
     (void)reply.fail(Error(withCode(ipc::kWgErrBackend, st.error().text())));
@@ -203,7 +196,7 @@ Status NetdService::checkPeer(const ipc::WgPeer& p) const {
   return {};
 }
 
-void NetdService::handlePeers(ipc::Channel& ch, std::vector<ipc::WgPeer>&& peers, ipc::Reply reply) {
+void NetdService::handlePeers(ipc::Channel& ch, uint64_t gen, std::vector<ipc::WgPeer>&& peers, ipc::Reply reply) {
   if (!deviceWanted_) {
     (void)reply.fail(Error(withCode(ipc::kWgErrNoDevice, "send wg_device_up before the peer set")));
     return;
@@ -229,7 +222,7 @@ void NetdService::handlePeers(ipc::Channel& ch, std::vector<ipc::WgPeer>&& peers
     scheduleRepair();
     return;
   }
-  channelSynced_ = true;
+  syncedGen_ = gen;
   status_.synced = true;
   status_.lastSyncMs = nowUnixMs();
   status_.lastApplyUs = static_cast<uint64_t>(stats->took.count());
@@ -242,7 +235,8 @@ void NetdService::handlePeers(ipc::Channel& ch, std::vector<ipc::WgPeer>&& peers
   changed();
 }
 
-void NetdService::handleChanges(ipc::Channel& ch, std::vector<ipc::WgPeerChange>&& changes, ipc::Reply reply) {
+void NetdService::handleChanges(ipc::Channel& ch, uint64_t gen, std::vector<ipc::WgPeerChange>&& changes,
+                                ipc::Reply reply) {
   std::vector<PeerChange> delta;
   delta.reserve(changes.size());
   std::set<WgKey> seen;
@@ -259,14 +253,14 @@ void NetdService::handleChanges(ipc::Channel& ch, std::vector<ipc::WgPeerChange>
     pc.peer = toPeerConfig(c.peer);
     delta.push_back(std::move(pc));
   }
-  if (!channelSynced_ || !sync_.synced()) {
+  if (syncedGen_ != gen || !sync_.synced()) {
     (void)reply.fail(Error(withCode(ipc::kWgErrNotSynced, "send the full peer set first")));
     return;
   }
   auto stats = sync_.applyChanges(delta);
   if (!stats) {
     noteError(stats.error());
-    channelSynced_ = false;
+    syncedGen_ = 0;
     (void)reply.fail(Error(withCode(sync_.synced() ? ipc::kWgErrTooMany : ipc::kWgErrBackend, stats.error().text())));
     if (!sync_.synced()) scheduleRepair();
     return;
@@ -283,7 +277,7 @@ void NetdService::handleStatus(const ipc::WgStatusRequest& req, ipc::Reply reply
   ipc::WgStatusReply r;
   r.ifname = options_.ifname;
   r.backend = std::string(backend_.name());
-  r.synced = sync_.synced() && channelSynced_;
+  r.synced = sync_.synced() && syncedGen_ == channelGen_;
   r.listen_port = options_.listenPort;
   if (keys_.loaded()) r.public_key = keys_.publicKey();
   r.mesh_ip = meshIp_ ? meshIp_->address().str() : "";
@@ -327,6 +321,12 @@ void NetdService::deviceLost(std::string_view why) {
 void NetdService::checkDrift(std::string_view why) {
   if (!deviceWanted_ || !sync_.synced()) return;
   if (!backend_.present()) return deviceLost(why);
+  if (meshIp_ && domainCidr_) {
+    if (auto st = links_.configure(options_.ifname, *meshIp_, *domainCidr_, options_.mtu); !st) {
+      noteError(st.error());
+      log::warning("cannot restore the mesh interface's address or routes", {{"error", st.error().text()}});
+    }
+  }
   std::vector<WgPeerConfig> desired;
   desired.reserve(sync_.model().size());
   for (const auto& [k, p] : sync_.model()) desired.push_back(p);
@@ -388,11 +388,12 @@ void NetdService::noteError(const Error& e) {
 }
 
 void NetdService::notifyCtld(ipc::WgEvent::Kind kind, std::string detail) {
-  if (!channel_ || !channel_->ready()) return;
+  ipc::Channel* ch = ctldChannel_ ? ctldChannel_() : nullptr;
+  if (!ch || !ch->ready()) return;
   ipc::WgEvent ev;
   ev.kind = kind;
   ev.detail = detail.substr(0, ipc::kMaxErrorTextLen);
-  (void)channel_->send(ev);
+  (void)ch->send(ev);
 }
 
 std::string NetdService::statusLine() const {

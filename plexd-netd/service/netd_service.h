@@ -74,9 +74,11 @@ class NetdService {
   // it is adopted as is; nothing is written until ctld sends the desired state.
   Status start();
 
-  // A new ctld channel: register the handlers. The previous one is forgotten.
+  // A new ctld channel: register the handlers. Commands from an older
+  // channel no longer count as synced.
   void attach(ipc::Channel& channel);
-  void detach(const ipc::Channel& channel);
+  // Where wg_event notifications go: the current ctld channel (or nullptr).
+  void setCtldChannel(std::function<ipc::Channel*()> current) { ctldChannel_ = std::move(current); }
 
   // The device vanished or its backend process died (link monitor, child
   // watcher): repair soon.
@@ -92,10 +94,10 @@ class NetdService {
 
  private:
   void handleKey(ipc::Reply reply);
-  void handleDeviceUp(ipc::Channel& ch, ipc::WgDeviceUp&& up, ipc::Reply reply);
+  void handleDeviceUp(ipc::Channel& ch, uint64_t gen, ipc::WgDeviceUp&& up, ipc::Reply reply);
   void handleDeviceDown(ipc::WgDeviceDown&& down, ipc::Reply reply);
-  void handlePeers(ipc::Channel& ch, std::vector<ipc::WgPeer>&& peers, ipc::Reply reply);
-  void handleChanges(ipc::Channel& ch, std::vector<ipc::WgPeerChange>&& changes, ipc::Reply reply);
+  void handlePeers(ipc::Channel& ch, uint64_t gen, std::vector<ipc::WgPeer>&& peers, ipc::Reply reply);
+  void handleChanges(ipc::Channel& ch, uint64_t gen, std::vector<ipc::WgPeerChange>&& changes, ipc::Reply reply);
   void handleStatus(const ipc::WgStatusRequest& req, ipc::Reply reply);
 
   // Command checks that need netd's knowledge; an error = refuse + drop channel.
@@ -122,8 +124,9 @@ class NetdService {
   std::optional<IpPrefix> meshIp_;
   std::optional<IpPrefix> domainCidr_;
   bool deviceWanted_ = false;
-  ipc::Channel* channel_ = nullptr;
-  bool channelSynced_ = false;
+  std::function<ipc::Channel*()> ctldChannel_;
+  uint64_t channelGen_ = 0;  // bumped per attached channel
+  uint64_t syncedGen_ = 0;   // the channel that sent the last full set (0 = none)
   event::Source driftTimer_;
   event::Source repairTimer_;
   std::chrono::milliseconds repairBackoff_;

@@ -109,6 +109,7 @@ struct Harness {
   }
   void startNetd() {
     svc = std::make_unique<netd::NetdService>(loop.ev, opts, keys, dev, links);
+    svc->setCtldChannel([this] { return netdEnd.get(); });
     REQUIRE(svc->start());
     connect();
   }
