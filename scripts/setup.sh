@@ -16,6 +16,7 @@ packages=(
   catch2
   # tests: real parts
   systemd iproute2 nftables wireguard-tools wireguard-go curl procps psmisc
+  iputils-ping python3
 )
 
 SUDO=""

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -83,7 +84,7 @@ std::string procStatusField(pid_t pid, const std::string& field) {
 }
 
 Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::string& config_yaml,
-             const std::string& bootstrap_token) {
+             const std::string& bootstrap_token, const std::string& netns) {
   char tmpl[] = "/tmp/plexd-it-XXXXXX";
   REQUIRE(mkdtemp(tmpl) != nullptr);
   dir_ = tmpl;
@@ -106,9 +107,24 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
   std::string name = "plexd-it/" + std::to_string(getpid()) + "/" + std::to_string(nonce);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path + 1, name.data(), name.size());
-  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  socklen_t len = 0;
+  std::string notify_env = "NOTIFY_SOCKET=@" + name;
+  if (netns.empty()) {
+    memcpy(sa.sun_path + 1, name.data(), name.size());
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  } else {
+    std::string path = dir_ + "/notify.sock";
+    REQUIRE(path.size() < sizeof sa.sun_path);
+    memcpy(sa.sun_path, path.data(), path.size());
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    notify_env = "NOTIFY_SOCKET=" + path;
+  }
   REQUIRE(bind(notify_.get(), reinterpret_cast<sockaddr*>(&sa), len) == 0);
+  UniqueFd nsfd;
+  if (!netns.empty()) {
+    nsfd.reset(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(nsfd);
+  }
 
   std::vector<std::string> args = {kSupervisor, "--runtime-dir", dir_, "--config", dir_ + "/config.yaml",
                                    "--stop-timeout-ms", "10000"};
@@ -117,7 +133,6 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::string notify_env = "NOTIFY_SOCKET=@" + name;
   std::string log = dir_ + "/supervisor.log";
 
   pid_ = fork();
@@ -125,6 +140,7 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
   if (pid_ == 0) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) _exit(126);
+    if (nsfd && setns(nsfd.get(), CLONE_NEWNET) != 0) _exit(125);
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
     sigset_t none;

@@ -55,8 +55,11 @@ class Suite {
   // config_yaml: written to <dir>/config.yaml, which the supervisor reads.
   // bootstrap_token: written (root, 0600) to <dir>/bootstrap-token, the
   // registration.token_file of the test config, before the supervisor starts.
+  // netns: run the supervisor in that named network namespace (ip netns);
+  // READY then arrives on a pathname notify socket (abstract ones are per
+  // namespace).
   explicit Suite(std::vector<std::string> extra_args = {}, bool dev_fallback = true, const std::string& config_yaml = "",
-                 const std::string& bootstrap_token = "");
+                 const std::string& bootstrap_token = "", const std::string& netns = "");
   ~Suite();
   Suite(const Suite&) = delete;
   Suite& operator=(const Suite&) = delete;
@@ -76,6 +79,8 @@ class Suite {
   // On timeout FAILs with `what`, the last status and the supervisor's log.
   StatusInfo waitFor(const std::string& what, std::chrono::milliseconds timeout,
                      const std::function<bool(const StatusInfo&)>& pred);
+  // Every daemon pid seen in a status answer so far.
+  const std::set<pid_t>& childrenSeen() const { return children_seen_; }
   // Sends SIGTERM and waits for the supervisor to exit; its exit status or -1.
   int terminate(std::chrono::milliseconds timeout);
   // Waits for the supervisor to exit on its own; its exit status or -1.
