@@ -28,7 +28,7 @@ endif()
 # round-trip through ctest (Catch2 v2 allows only one --warn, and CMake splits
 # names at ';') then fails instead of silently running nothing.
 function(plexd_add_catch_test name)
-  cmake_parse_arguments(T "" "LABEL" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_LABEL)
     message(FATAL_ERROR "plexd_add_catch_test(${name}): LABEL is required")
   endif()
@@ -37,9 +37,14 @@ function(plexd_add_catch_test name)
   target_link_libraries(${name} PRIVATE plexd_catch_main ${T_LIBS})
   target_compile_definitions(${name} PRIVATE
     PLEXD_SOURCE_DIR="${PROJECT_SOURCE_DIR}" PLEXD_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  set(props LABELS ${T_LABEL})
+  if(T_TIMEOUT)
+    # Overrides ctest --timeout (tests that may wait for a shared lock).
+    list(APPEND props TIMEOUT ${T_TIMEOUT})
+  endif()
   catch_discover_tests(${name}
     TEST_PREFIX "${name}:"
-    PROPERTIES LABELS ${T_LABEL}
+    PROPERTIES ${props}
     EXTRA_ARGS --order rand --warn NoTests)
 endfunction()
 
