@@ -9,6 +9,7 @@
 #include <span>
 
 #include "ipc/channel_spec.h"
+#include "ipc/ctld_netd.h"
 #include "ipc/frame.h"
 #include "ipc/transaction.h"
 #include "tests/unit/ipc/test_messages.h"
@@ -35,6 +36,8 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
       auto b = decodePayload<TxBegin>(f.payload);
       std::unique_ptr<SetCollector> c;
       if (b->item_type == test::kTestItem) c = std::make_unique<TypedCollector<test::TestItem>>();
+      if (b->item_type == MsgType::wg_peer) c = std::make_unique<TypedCollector<WgPeer>>();
+      if (b->item_type == MsgType::wg_peer_change) c = std::make_unique<TypedCollector<WgPeerChange>>();
       (void)tx.begin(*b, std::move(c));
       break;
     }
