@@ -67,6 +67,9 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
   if (other == Peer::netd) {
     s.permissions.push_back(permit<WgKeyRequest>({Peer::ctld}));
     s.permissions.push_back(permit<WgKeyReply>({Peer::netd}));
+    s.permissions.push_back(permit<WgKeyStage>({Peer::ctld}));
+    s.permissions.push_back(permit<WgKeyCommit>({Peer::ctld}));
+    s.permissions.push_back(permit<WgKeyDiscard>({Peer::ctld}));
     s.permissions.push_back(permit<WgDeviceUp>({Peer::ctld}));
     s.permissions.push_back(permit<WgDeviceDown>({Peer::ctld}));
     s.permissions.push_back(permit<WgDeviceReply>({Peer::netd}));

@@ -10,6 +10,16 @@ Status validateWgKey(const WgPublicKey& key, std::string_view what) {
   return {};
 }
 
+bool WgKeyReply::hasPending() const {
+  return std::any_of(pending_public_key.begin(), pending_public_key.end(), [](uint8_t b) { return b != 0; });
+}
+
+Status WgKeyReply::validate() const {
+  if (auto st = validateWgKey(public_key, "public_key"); !st) return st;
+  if (hasPending() && pending_public_key == public_key) return Error("pending_public_key equals public_key");
+  return {};
+}
+
 Status WgDeviceUp::validate() const {
   if (ifname.empty()) return Error("ifname is empty");
   if (mesh_ip.prefix_len != mesh_ip.maxLen()) return Error("mesh_ip " + mesh_ip.str() + " is not a host prefix");

@@ -8,16 +8,20 @@
 //
 // Protocol per channel (a new ctld connection starts over):
 //   wg_key_request            → wg_key_reply (netd loads or generates the key)
+//   wg_key_stage / wg_key_commit / wg_key_discard → wg_key_reply (§19.1 rotation)
 //   wg_device_up              → wg_device_reply (create or adopt, address, route)
 //   set of wg_peer            full desired peer set → tx_ack (diffed by netd)
 //   set of wg_peer_change     typed delta → tx_ack; refused with "not_synced" until
 //                             a full set was applied on this channel
 //   wg_status_request         → wg_status_reply (paged peer state)
 //   wg_event                  netd → ctld: drift repaired, device recreated, ...
-// Field-level violations close the channel (protocol violation between our
-// own processes); a well-formed but unacceptable request (a peer outside the
-// domain CIDR, duplicate keys, too many peers) gets an error_reply whose
-// message starts with a stable code and changes nothing.
+// Field-level violations close the channel (a protocol violation between our
+// own processes), and so does a well-formed command only a broken or
+// compromised ctld would send (another interface, a peer outside the domain
+// CIDR, the node's own key, a key twice): netd changes nothing and logs why.
+// A request that is legal but cannot be done now (not_synced, too many peers,
+// a backend failure, key_mismatch) gets an error_reply whose message starts
+// with a stable code; it changes nothing either.
 #pragma once
 
 #include <array>
@@ -42,23 +46,31 @@ inline constexpr std::string_view kWgErrNoDevice = "no_device";
 inline constexpr std::string_view kWgErrInvalid = "invalid";
 inline constexpr std::string_view kWgErrTooMany = "too_many_peers";
 inline constexpr std::string_view kWgErrBackend = "backend";
+inline constexpr std::string_view kWgErrKeyMismatch = "key_mismatch";  // commit/discard of a key not staged
 
 Status validateWgKey(const WgPublicKey& key, std::string_view what);
 
+// The node's key as netd holds it: the current public key and, during a
+// mesh-key rotation (§19.1), the public half of the staged key.
 struct WgKeyReply {
   static constexpr MsgType kType = MsgType::wg_key_reply;
   static constexpr std::string_view kName = "wg_key_reply";
   static constexpr bool kCarriesFd = false;
   static constexpr bool kIsResponse = true;
-  enum class Source : uint8_t { loaded = 0, generated = 1 };
+  // wg_key_request: how the current key came about; wg_key_stage: the staged
+  // one; wg_key_commit: committed; wg_key_discard: loaded.
+  enum class Source : uint8_t { loaded = 0, generated = 1, committed = 2 };
   WgPublicKey public_key{};
   Source source = Source::loaded;
+  WgPublicKey pending_public_key{};  // all zero = no key staged
   template <class V>
   void fields(V& v) {
     v(public_key, "public_key");
-    v(source, "source", Range{Source::loaded, Source::generated});
+    v(source, "source", Range{Source::loaded, Source::committed});
+    v(pending_public_key, "pending_public_key");
   }
-  Status validate() const { return validateWgKey(public_key, "public_key"); }
+  Status validate() const;
+  bool hasPending() const;
 };
 
 // ctld → netd: the node's public key (generated on first use, 0600 in netd's state dir).
@@ -69,6 +81,54 @@ struct WgKeyRequest {
   using Response = WgKeyReply;
   template <class V>
   void fields(V& /*v*/) {}
+};
+
+// ctld → netd, mesh-key rotation (§19.1) step 1: load the staged key
+// (rotation_pending_key) or generate one and store it durably before
+// answering. The reply's pending_public_key is what ctld submits to the
+// control plane; the current key is unchanged. The private key never
+// leaves netd.
+struct WgKeyStage {
+  static constexpr MsgType kType = MsgType::wg_key_stage;
+  static constexpr std::string_view kName = "wg_key_stage";
+  static constexpr bool kCarriesFd = false;
+  using Response = WgKeyReply;
+  template <class V>
+  void fields(V& /*v*/) {}
+};
+
+// ctld → netd, after the control plane accepted public_key: make the staged
+// key the node's key (private_key replaced atomically, staging file
+// removed, key installed on the device). public_key must be the staged key
+// (else error_reply "key_mismatch: ..."); the key that is already current is
+// answered as done (a retry after a lost reply).
+struct WgKeyCommit {
+  static constexpr MsgType kType = MsgType::wg_key_commit;
+  static constexpr std::string_view kName = "wg_key_commit";
+  static constexpr bool kCarriesFd = false;
+  using Response = WgKeyReply;
+  WgPublicKey public_key{};
+  template <class V>
+  void fields(V& v) {
+    v(public_key, "public_key");
+  }
+  Status validate() const { return validateWgKey(public_key, "public_key"); }
+};
+
+// ctld → netd, after the control plane refused the staged key for good:
+// remove it if it is public_key (nothing staged: done; another key staged:
+// error_reply "key_mismatch: ...").
+struct WgKeyDiscard {
+  static constexpr MsgType kType = MsgType::wg_key_discard;
+  static constexpr std::string_view kName = "wg_key_discard";
+  static constexpr bool kCarriesFd = false;
+  using Response = WgKeyReply;
+  WgPublicKey public_key{};
+  template <class V>
+  void fields(V& v) {
+    v(public_key, "public_key");
+  }
+  Status validate() const { return validateWgKey(public_key, "public_key"); }
 };
 
 struct WgDeviceReply {

@@ -59,6 +59,9 @@ enum class MsgType : uint16_t {
   wg_status_request = 71,
   wg_status_reply = 72,
   wg_event = 74,
+  wg_key_stage = 75,
+  wg_key_commit = 76,
+  wg_key_discard = 77,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;

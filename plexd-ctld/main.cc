@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     if (auto st = reply.send(statusNow()); !st)
       log::warning("cannot answer a status request", {{"error", st.error().text()}});
   };
-  // netd: the WireGuard key for registration, and the peer applier.
+  // netd: the WireGuard key for registration and rotation, and the peer applier.
   ctld::Agent* agentPtr = nullptr;
   ctld::NetdLinkOptions netdOptions;
   netdOptions.ifname = config->wireguard.interfaceName;
@@ -124,7 +124,10 @@ int main(int argc, char** argv) {
     d->stop(code);
   });
   agentPtr = &agent;
-  if (!standalone) agent.addApplier(netd.applier());
+  if (!standalone) {
+    agent.addApplier(netd.applier());
+    agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
+  }
   agent.onIdentity([&netd](const ctld::Identity& id) {
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});

@@ -28,6 +28,7 @@ Identity copyIdentity(const Identity& id) {
   c.previousSigningPublicKey = id.previousSigningPublicKey;
   c.previousSigningKeyId = id.previousSigningKeyId;
   c.previousSigningKeyUntil = id.previousSigningKeyUntil;
+  c.lastRotation = id.lastRotation;
   c.nskText = SecretString(id.nskText.view());
   c.nsk = SecretBytes::copyOf(id.nsk.bytes());
   return c;
@@ -281,8 +282,7 @@ Status Agent::run(const Identity& identity) {
   ec.onReconcileHint = [this](std::string_view why) { reconciler_->trigger(why); };
   ec.onPollNeeded = [this] { reconciler_->trigger("sse_degraded_poll"); };
   ec.onRotateKeys = [this] {
-    // §19.1 needs netd (it owns the WireGuard key); until then: pull.
-    log::notice("mesh key rotation requested; not implemented yet (PROTOCOL.md §19.1), pulling instead");
+    rotateMeshKey("rotate_keys event");
     reconciler_->trigger("rotate_keys");
   };
   ec.onUnauthorized = [this](const Problem& p) { unauthorized("events", p); };
@@ -292,9 +292,21 @@ Status Agent::run(const Identity& identity) {
 
   HeartbeatCallbacks hc;
   hc.triggerReconcile = [this](std::string_view why) { reconciler_->trigger(why); };
-  hc.onRotateKeys = [] { log::notice("heartbeat asks for a mesh key rotation; not implemented yet (PROTOCOL.md §19.1)"); };
+  hc.onRotateKeys = [this] { rotateMeshKey("heartbeat rotate_keys"); };  // the heartbeat also triggers a pull
   hc.onUnauthorized = [this](const Problem& p) { unauthorized("heartbeat", p); };
   heartbeat_ = std::make_unique<Heartbeat>(loop_, *cp_, systemClock(), options_.heartbeat, std::move(hc));
+
+  if (rotator_ && !keyRotation_) {
+    KeyRotationCallbacks kc;
+    kc.triggerReconcile = [this](std::string_view why) { reconciler_->trigger(why); };
+    kc.onUnauthorized = [this](const Problem& p) { unauthorized("keys", p); };
+    kc.onRotated = [this](const std::optional<RotationReceipt>& receipt) {
+      if (identity_ && receipt) identity_->lastRotation = receipt;
+    };
+    keyRotation_ = std::make_unique<KeyRotation>(loop_, *cp_, *rotator_, store_, systemClock(), systemRandom(),
+                                                 options_.keyRotation, std::move(kc));
+    if (auto st = keyRotation_->start(); !st) return st;
+  }
 
   if (auto st = reconciler_->start(); !st) return st;
   if (auto st = stream_->start(); !st) return st;
@@ -357,6 +369,15 @@ void Agent::unauthorized(std::string_view surface, const Problem& problem) {
                  {{"reason", st.error().text()}});
 }
 
+void Agent::rotateMeshKey(std::string_view why) {
+  if (!keyRotation_) {
+    log::warning("mesh key rotation requested, but this ctld runs without netd (which holds the key); pulling only",
+                 {{"reason", std::string(why)}});
+    return;
+  }
+  keyRotation_->request(why);
+}
+
 void Agent::persistSigningKeys(const SigningKeySet& keys) {
   if (!identity_) return;
   const auto& pk = keys.current().publicKey;
@@ -411,6 +432,11 @@ AgentStatus Agent::status() const {
     s.heartbeat = heartbeat_->status();
     later(s.heartbeat->lastAcceptedAt);
   }
+  if (keyRotation_) {
+    s.keyRotation = keyRotation_->status();
+    if (!s.keyRotation->alarm.empty()) s.alarms["key_rotation"] = s.keyRotation->alarm;
+  }
+  if (identity_) s.lastRotation = identity_->lastRotation;
   return s;
 }
 

@@ -35,6 +35,7 @@
 #include "common/event.h"
 #include "common/http_client.h"
 #include "common/random.h"
+#include "plexd-ctld/agent/key_rotation.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/cp/cp_client.h"
 #include "plexd-ctld/cp/identity.h"
@@ -63,6 +64,8 @@ struct AgentStatus {
   std::optional<ReconcileStatus> reconcile;
   std::optional<EventStreamStatus> stream;
   std::optional<HeartbeatStatus> heartbeat;
+  std::optional<KeyRotationStatus> keyRotation;
+  std::optional<RotationReceipt> lastRotation;  // from identity.json
 };
 
 struct AgentOptions {
@@ -73,6 +76,7 @@ struct AgentOptions {
   ReconcilerOptions reconcile;
   std::optional<BackoffPolicy> registrationBackoff;  // tests
   std::chrono::seconds unauthorizedRetry{60};        // §4.3 hold-off before the stream retries
+  KeyRotationOptions keyRotation;
 };
 
 // Agent options from the configuration (intervals, timeouts, state dir).
@@ -96,6 +100,9 @@ class Agent {
   AgentStatus status() const;
   // Appliers added before start() run in the reconciler in order.
   void addApplier(Applier& applier) { appliers_.push_back(&applier); }
+  // Who holds the mesh private key for a rotation (§19.1): netd. Without one
+  // (standalone ctld) a rotation request only triggers a pull. Before start().
+  void setKeyRotator(MeshKeyRotator& rotator) { rotator_ = &rotator; }
   // Called once the node has an identity and the reconciler runs (start or
   // registration), and again after a re-registration.
   void onIdentity(std::function<void(const Identity&)> cb) { onIdentity_ = std::move(cb); }
@@ -112,6 +119,7 @@ class Agent {
   Status run(const Identity& identity);
   void switchCredential(const Identity& identity);
   void unauthorized(std::string_view surface, const Problem& problem);
+  void rotateMeshKey(std::string_view why);
   void persistSigningKeys(const SigningKeySet& keys);
   void fatal(int code, const Error& error);
 
@@ -136,6 +144,8 @@ class Agent {
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<EventStream> stream_;
   std::unique_ptr<Heartbeat> heartbeat_;
+  std::unique_ptr<KeyRotation> keyRotation_;
+  MeshKeyRotator* rotator_ = nullptr;
   std::vector<Applier*> appliers_;
   std::function<void(const Identity&)> onIdentity_;
   event::Source streamRetry_;

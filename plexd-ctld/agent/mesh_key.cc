@@ -4,8 +4,11 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/secret.h"
+#include "ipc/ctld_netd.h"
 
 namespace plexd::ctld {
+
+bool isKeyMismatch(const Error& e) { return e.message().find(std::string(ipc::kWgErrKeyMismatch) + ": ") != std::string::npos; }
 
 void DetachedMeshKey::publicKey(std::function<void(Result<std::string>)> done) {
   auto throwaway = crypto::x25519GeneratePrivate();

@@ -26,6 +26,33 @@ class MeshKeyProvider {
   virtual std::string_view name() const = 0;
 };
 
+// The holder of the private key in a mesh-key rotation (PROTOCOL.md §19.1):
+// netd (NetdLink). It stages a new key pair, commits it when the control
+// plane accepted the public half, or discards it; only public keys (standard
+// base64) cross. Each call completes exactly once, possibly much later: a
+// call made while netd is not connected waits for it.
+class MeshKeyRotator {
+ public:
+  struct Keys {
+    std::string current;  // the node's public key
+    std::string pending;  // the staged key's public half, "" = none staged
+  };
+  virtual ~MeshKeyRotator() = default;
+  // The current key and the staged one (e.g. left by a restart mid-rotation).
+  virtual void keys(std::function<void(Result<Keys>)> done) = 0;
+  // Loads the staged key or generates and durably stores a new one.
+  virtual void stage(std::function<void(Result<Keys>)> done) = 0;
+  // The staged key `pending` becomes the node's key (and the device's).
+  // Fails with isKeyMismatch() when `pending` is not the staged key.
+  virtual void commit(const std::string& pending, std::function<void(Result<Keys>)> done) = 0;
+  // Removes the staged key if it is `pending`.
+  virtual void discard(const std::string& pending, std::function<void(Result<Keys>)> done) = 0;
+};
+
+// Whether a rotator call failed because the key named is not the staged one
+// (a permanent refusal, unlike a lost connection).
+bool isKeyMismatch(const Error& e);
+
 class DetachedMeshKey final : public MeshKeyProvider {
  public:
   void publicKey(std::function<void(Result<std::string>)> done) override;

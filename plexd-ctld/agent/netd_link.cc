@@ -13,6 +13,17 @@ namespace {
 
 bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
+std::string keyText(const ipc::WgPublicKey& k) { return base64Encode(std::span<const uint8_t>(k.data(), k.size())); }
+
+Result<ipc::WgPublicKey> keyFromText(const std::string& b64) {
+  auto d = base64Decode(b64);
+  if (!d || d->size() != 32) return Error("not a base64 32-byte public key: " + b64);
+  ipc::WgPublicKey k{};
+  std::copy(d->begin(), d->end(), k.begin());
+  if (auto st = ipc::validateWgKey(k, "public key"); !st) return st.takeError();
+  return k;
+}
+
 }  // namespace
 
 NetdLink::NetdLink(NetdLinkOptions options, std::function<const NodeStateSnapshot*()> lastApplied)
@@ -32,6 +43,9 @@ void NetdLink::attach(ipc::Channel& ch) {
   });
   // Requests queue behind our hello, so they can go out before the handshake completes.
   if (!keyWaiters_.empty()) sendKeyRequest();
+  auto waiting = std::move(whenConnected_);
+  whenConnected_.clear();
+  for (auto& call : waiting) call();
   pushFromLastApplied();
 }
 
@@ -85,6 +99,42 @@ void NetdLink::sendKeyRequest() {
                    keyWaiters_.clear();
                    for (auto& w : waiters) w(key);
                  });
+}
+
+template <class Req>
+void NetdLink::keyCall(Req req, std::function<void(Result<MeshKeyRotator::Keys>)> done) {
+  if (!channel_) {
+    if (whenConnected_.empty()) log::info("waiting for netd to connect", {{"request", std::string(Req::kName)}});
+    whenConnected_.push_back([this, req, done = std::move(done)]() mutable { keyCall(req, std::move(done)); });
+    return;
+  }
+  auto gen = generation_;
+  channel_->call(req, options_.callTimeout,
+                 [this, gen, alive = alive_, done = std::move(done)](Result<ipc::WgKeyReply> r) {
+                   if (!*alive) return;
+                   if (gen != generation_) return done(Error(std::string(Req::kName) + ": the netd channel went away"));
+                   if (!r) return done(r.takeError().wrap(std::string(Req::kName)));
+                   MeshKeyRotator::Keys k;
+                   k.current = keyText(r->public_key);
+                   if (r->hasPending()) k.pending = keyText(r->pending_public_key);
+                   done(std::move(k));
+                 });
+}
+
+void NetdLink::Rotator::commit(const std::string& pending, std::function<void(Result<Keys>)> done) {
+  auto k = keyFromText(pending);
+  if (!k) return done(k.takeError());
+  ipc::WgKeyCommit req;
+  req.public_key = *k;
+  l_.keyCall(req, std::move(done));
+}
+
+void NetdLink::Rotator::discard(const std::string& pending, std::function<void(Result<Keys>)> done) {
+  auto k = keyFromText(pending);
+  if (!k) return done(k.takeError());
+  ipc::WgKeyDiscard req;
+  req.public_key = *k;
+  l_.keyCall(req, std::move(done));
 }
 
 Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {

@@ -7,6 +7,10 @@
 //    diff → netd. The first apply on a channel (and any apply after netd
 //    answered not_synced) sends wg_device_up and the full set; later ones
 //    send only the changes (removes, updates, adds).
+//  - MeshKeyRotator (§19.1): wg_key_stage / wg_key_commit / wg_key_discard;
+//    netd stages, swaps and installs the key, ctld only sees public keys.
+//    Calls made while netd is not connected are sent when it connects; a
+//    call in flight when the channel goes away fails (the caller retries).
 //  - On every new netd channel (netd restarted, ctld restarted) it pushes
 //    wg_device_up + the full set of the last applied snapshot at once: the
 //    reconciler would not call an applier again for an unchanged snapshot.
@@ -64,6 +68,7 @@ class NetdLink {
 
   // The key source for registration, and the reconciler's peer applier.
   MeshKeyProvider& keyProvider() { return keys_; }
+  MeshKeyRotator& keyRotator() { return rotator_; }
   Applier& applier() { return peers_; }
 
   void publicKey(std::function<void(Result<std::string>)> done);
@@ -85,6 +90,17 @@ class NetdLink {
    private:
     NetdLink& l_;
   };
+  class Rotator final : public MeshKeyRotator {
+   public:
+    explicit Rotator(NetdLink& l) : l_(l) {}
+    void keys(std::function<void(Result<Keys>)> done) override { l_.keyCall(ipc::WgKeyRequest{}, std::move(done)); }
+    void stage(std::function<void(Result<Keys>)> done) override { l_.keyCall(ipc::WgKeyStage{}, std::move(done)); }
+    void commit(const std::string& pending, std::function<void(Result<Keys>)> done) override;
+    void discard(const std::string& pending, std::function<void(Result<Keys>)> done) override;
+
+   private:
+    NetdLink& l_;
+  };
   class Peers final : public Applier {
    public:
     explicit Peers(NetdLink& l) : l_(l) {}
@@ -98,6 +114,9 @@ class NetdLink {
   };
 
   void sendKeyRequest();
+  // One key request (wg_key_request/stage/commit/discard) now, or when netd connects.
+  template <class Req>
+  void keyCall(Req req, std::function<void(Result<MeshKeyRotator::Keys>)> done);
   Result<std::vector<ipc::WgPeer>> peersOf(const std::vector<SnapshotPeer>& peers) const;
   // device_up then the full set of `peers`; done(ok) once netd acked both.
   void pushFull(std::vector<ipc::WgPeer> peers, Applier::Done done);
@@ -105,6 +124,7 @@ class NetdLink {
   void noteError(const Error& e);
 
   Keys keys_{*this};
+  Rotator rotator_{*this};
   Peers peers_{*this};
 
   NetdLinkOptions options_;
@@ -115,6 +135,7 @@ class NetdLink {
   std::optional<IpPrefix> domainCidr_;
   std::deque<std::function<void(Result<std::string>)>> keyWaiters_;
   bool keyInFlight_ = false;
+  std::deque<std::function<void()>> whenConnected_;  // key calls waiting for a channel
   NetdLinkStatus status_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
+#include <cstdint>
 #include <tuple>
 
 #include "common/atomic_file.h"
@@ -23,6 +25,27 @@ std::string trimmed(std::string s) {
 bool exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
+}
+
+std::optional<RotationReceipt> receiptOf(const rapidjson::Value& root) {
+  if (!root.HasMember("last_rotation") || !root["last_rotation"].IsObject()) return std::nullopt;
+  const auto& r = root["last_rotation"];
+  auto id = json::getString(r, "last_rotation", "rotation_id", 64);
+  auto kid = json::getString(r, "last_rotation", "kid");
+  auto version = json::getInt(r, "last_rotation", "wrap_key_version", 0, INT64_MAX);
+  auto at = json::getOptionalString(r, "last_rotation", "rotated_at", 64);
+  if (!id || !kid || !version || !at) return std::nullopt;
+  return RotationReceipt{*id, *kid, *version, at->value_or("")};
+}
+
+rapidjson::Value receiptValue(const RotationReceipt& r, rapidjson::Document::AllocatorType& a) {
+  auto str = [&](const std::string& s) { return rapidjson::Value(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), a); };
+  rapidjson::Value v(rapidjson::kObjectType);
+  v.AddMember("rotation_id", str(r.rotationId), a);
+  v.AddMember("kid", str(r.kid), a);
+  v.AddMember("wrap_key_version", rapidjson::Value(static_cast<int64_t>(r.wrapKeyVersion)), a);
+  if (!r.rotatedAt.empty()) v.AddMember("rotated_at", str(r.rotatedAt), a);
+  return v;
 }
 
 }  // namespace
@@ -71,6 +94,7 @@ Result<LoadedIdentity> IdentityStore::load() const {
       id.previousSigningKeyId = kid->value_or("");
     }
   }
+  id.lastRotation = receiptOf(root);
   auto nskText = readFileBounded(dir_ + "/node_secret_key", 4096);
   if (!nskText) return LoadedIdentity{std::nullopt, nskText.error().text()};
   std::string nskTrimmed = trimmed(std::move(nskText).value());
@@ -107,7 +131,34 @@ Status IdentityStore::save(const Identity& id) const {
     d.AddMember("previous_signing_key_id", str(id.previousSigningKeyId), a);
     d.AddMember("previous_signing_key_until", rapidjson::Value(static_cast<int64_t>(id.previousSigningKeyUntil)), a);
   }
+  if (id.lastRotation) d.AddMember("last_rotation", receiptValue(*id.lastRotation, a), a);
+  // Keep what a newer version (or recordRotation) wrote that we do not own.
+  static constexpr std::string_view kOwned[] = {"previous_signing_public_key", "previous_signing_key_id",
+                                                "previous_signing_key_until"};
+  if (auto old = readFileBounded(dir_ + "/identity.json", kMaxFile); old.ok()) {
+    auto prev = json::parse(*old);
+    if (prev && prev->IsObject() && prev->HasMember("node_id") && (*prev)["node_id"].IsString() &&
+        id.nodeId == (*prev)["node_id"].GetString()) {
+      for (auto& m : prev->GetObject()) {
+        std::string_view name(m.name.GetString(), m.name.GetStringLength());
+        if (d.HasMember(m.name) || std::find(std::begin(kOwned), std::end(kOwned), name) != std::end(kOwned)) continue;
+        d.AddMember(rapidjson::Value(m.name, a), rapidjson::Value(m.value, a), a);
+      }
+    }
+  }
   return writeFileAtomic(dir_ + "/identity.json", json::write(d) + "\n", 0600);
+}
+
+Status IdentityStore::recordRotation(const RotationReceipt& receipt) const {
+  const std::string path = dir_ + "/identity.json";
+  auto text = readFileBounded(path, kMaxFile);
+  if (!text) return text.takeError().wrap("cannot record the key rotation receipt");
+  auto doc = json::parse(*text);
+  if (!doc || !doc->IsObject()) return Error(path + " is not a JSON object; cannot record the key rotation receipt");
+  auto& a = doc->GetAllocator();
+  doc->RemoveMember("last_rotation");
+  doc->AddMember("last_rotation", receiptValue(receipt, a), a);
+  return writeFileAtomic(path, json::write(*doc) + "\n", 0600);
 }
 
 Status IdentityStore::moveAside() const {

@@ -4,8 +4,17 @@
 // ctld gets the public key. A file that is not exactly a clamped 32-byte key
 // is an error, never silently replaced: the node is registered with its
 // public key, and a new key needs the rotation protocol (§19.1).
+//
+// Rotation (§19.1) stages the next key beside it in rotation_pending_key
+// (same format, 0600, atomic) before ctld submits its public half to the
+// control plane; a staged key survives restarts of netd and ctld, so a
+// resubmit always carries the same key. commit() makes it the key
+// (private_key replaced atomically, then the staging file removed); a crash
+// in between leaves both files holding the same key, which the next stage()
+// or pending() cleans up. discard() removes the staging file.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/result.h"
@@ -16,8 +25,10 @@ namespace plexd::netd {
 
 class KeyStore {
  public:
-  explicit KeyStore(std::string stateDir) : path_(std::move(stateDir) + "/" + kFileName) {}
+  explicit KeyStore(std::string stateDir)
+      : path_(stateDir + "/" + kFileName), pendingPath_(stateDir + "/" + kPendingFileName) {}
   static constexpr const char* kFileName = "private_key";
+  static constexpr const char* kPendingFileName = "rotation_pending_key";
 
   struct Loaded {
     WgKey publicKey{};
@@ -30,9 +41,34 @@ class KeyStore {
   const WgKey& publicKey() const { return public_; }
   bool loaded() const { return !key_.empty(); }
   const std::string& path() const { return path_; }
+  const std::string& pendingPath() const { return pendingPath_; }
+
+  // The staged key's public half, nullopt when nothing is staged. Needs
+  // loadOrCreate() first.
+  Result<std::optional<WgKey>> pending();
+  // Loads the staged key, or generates one and stores it (0600, durable)
+  // before returning. generated: a new key was made.
+  Result<Loaded> stage();
+  // Makes the staged key the node's key. `expected` must be its public half;
+  // anything else is refused (Error, nothing changed).
+  Status commit(const WgKey& expected);
+  // Removes the staged key if its public half is `expected`; nothing staged
+  // is success. Another staged key is refused (Error, nothing changed).
+  Status discard(const WgKey& expected);
 
  private:
+  struct KeyPair {
+    SecretBytes priv;
+    WgKey pub{};
+  };
+  // nullopt: the file does not exist.
+  Result<std::optional<KeyPair>> readKey(const std::string& path) const;
+  // The staged key; a staging file holding the current key (a crash after
+  // the swap) is removed and reported as nothing staged.
+  Result<std::optional<KeyPair>> readPending();
+
   std::string path_;
+  std::string pendingPath_;
   SecretBytes key_;
   WgKey public_{};
 };

@@ -68,6 +68,11 @@ Status NetdService::start() {
 void NetdService::attach(ipc::Channel& ch) {
   const uint64_t gen = ++channelGen_;
   ch.handle<ipc::WgKeyRequest>([this](ipc::WgKeyRequest&&, UniqueFd, ipc::Reply reply) { handleKey(reply); });
+  ch.handle<ipc::WgKeyStage>([this](ipc::WgKeyStage&&, UniqueFd, ipc::Reply reply) { handleKeyStage(reply); });
+  ch.handle<ipc::WgKeyCommit>(
+      [this](ipc::WgKeyCommit&& req, UniqueFd, ipc::Reply reply) { handleKeyCommit(req, reply); });
+  ch.handle<ipc::WgKeyDiscard>(
+      [this](ipc::WgKeyDiscard&& req, UniqueFd, ipc::Reply reply) { handleKeyDiscard(req, reply); });
   ch.handle<ipc::WgDeviceUp>([this, &ch, gen](ipc::WgDeviceUp&& up, UniqueFd, ipc::Reply reply) {
     handleDeviceUp(ch, gen, std::move(up), reply);
   });
@@ -89,18 +94,130 @@ void NetdService::refuse(ipc::Channel& ch, const Error& why) {
   ch.close(Error("refused command: " + why.text()));
 }
 
+bool NetdService::keyLoaded(ipc::Reply& reply) {
+  if (keys_.loaded()) return true;
+  auto loaded = keys_.loadOrCreate();
+  if (loaded) return true;
+  noteError(loaded.error());
+  (void)reply.fail(Error(withCode(ipc::kWgErrBackend, loaded.error().text())));
+  return false;
+}
+
+Result<ipc::WgKeyReply> NetdService::keyReply(ipc::WgKeyReply::Source source) {
+  ipc::WgKeyReply r;
+  r.public_key = keys_.publicKey();
+  r.source = source;
+  auto pending = keys_.pending();
+  if (!pending) return pending.takeError();
+  if (*pending) r.pending_public_key = **pending;
+  return r;
+}
+
 void NetdService::handleKey(ipc::Reply reply) {
-  if (!keys_.loaded()) {
-    auto loaded = keys_.loadOrCreate();
-    if (!loaded) {
-      noteError(loaded.error());
-      (void)reply.fail(Error(withCode(ipc::kWgErrBackend, loaded.error().text())));
-      return;
+  if (!keyLoaded(reply)) return;
+  auto r = keyReply(ipc::WgKeyReply::Source::loaded);
+  if (!r) {
+    // A broken staging file must not keep the node from registering or
+    // running: report the current key; staging reports the problem.
+    log::warning("cannot read the staged rotation key", {{"error", r.error().text()}});
+    ipc::WgKeyReply plain;
+    plain.public_key = keys_.publicKey();
+    (void)reply.send(plain);
+    return;
+  }
+  (void)reply.send(*r);
+}
+
+void NetdService::handleKeyStage(ipc::Reply reply) {
+  if (!keyLoaded(reply)) return;
+  auto staged = keys_.stage();
+  if (!staged) {
+    noteError(staged.error());
+    (void)reply.fail(Error(withCode(ipc::kWgErrBackend, staged.error().text())));
+    return;
+  }
+  ipc::WgKeyReply r;
+  r.public_key = keys_.publicKey();
+  r.source = staged->generated ? ipc::WgKeyReply::Source::generated : ipc::WgKeyReply::Source::loaded;
+  r.pending_public_key = staged->publicKey;
+  log::debug("mesh key rotation: key staged",
+            {{"pending_public_key", keyText(staged->publicKey)}, {"generated", staged->generated}});
+  (void)reply.send(r);
+}
+
+void NetdService::handleKeyCommit(const ipc::WgKeyCommit& req, ipc::Reply reply) {
+  if (!keyLoaded(reply)) return;
+  if (req.public_key == keys_.publicKey()) {
+    // Already committed (ctld retries after a lost reply): make sure the
+    // device has it and answer as done.
+    installKey();
+    auto r = keyReply(ipc::WgKeyReply::Source::committed);
+    if (!r) return (void)reply.fail(Error(withCode(ipc::kWgErrBackend, r.error().text())));
+    return (void)reply.send(*r);
+  }
+  auto pending = keys_.pending();
+  if (!pending) {
+    noteError(pending.error());
+    return (void)reply.fail(Error(withCode(ipc::kWgErrBackend, pending.error().text())));
+  }
+  if (!*pending || **pending != req.public_key)
+    return (void)reply.fail(Error(withCode(ipc::kWgErrKeyMismatch,
+                                           fmt::format("{} is not the staged key ({}); nothing changed",
+                                                       keyText(req.public_key),
+                                                       *pending ? keyText(**pending) : "none staged")),
+                                  EINVAL));
+  if (auto st = keys_.commit(req.public_key); !st) {
+    noteError(st.error());
+    return (void)reply.fail(Error(withCode(ipc::kWgErrBackend, st.error().text())));
+  }
+  log::notice("mesh key rotated", {{"public_key", keyText(keys_.publicKey())}});
+  installKey();
+  ipc::WgKeyReply r;
+  r.public_key = keys_.publicKey();
+  r.source = ipc::WgKeyReply::Source::committed;
+  (void)reply.send(r);
+  changed();
+}
+
+void NetdService::handleKeyDiscard(const ipc::WgKeyDiscard& req, ipc::Reply reply) {
+  if (!keyLoaded(reply)) return;
+  auto pending = keys_.pending();
+  if (!pending) {
+    noteError(pending.error());
+    return (void)reply.fail(Error(withCode(ipc::kWgErrBackend, pending.error().text())));
+  }
+  if (*pending && **pending != req.public_key)
+    return (void)reply.fail(Error(withCode(ipc::kWgErrKeyMismatch,
+                                           fmt::format("{} is not the staged key ({}); nothing changed",
+                                                       keyText(req.public_key), keyText(**pending))),
+                                  EINVAL));
+  if (*pending) {
+    if (auto st = keys_.discard(req.public_key); !st) {
+      noteError(st.error());
+      return (void)reply.fail(Error(withCode(ipc::kWgErrBackend, st.error().text())));
     }
   }
   ipc::WgKeyReply r;
   r.public_key = keys_.publicKey();
   (void)reply.send(r);
+}
+
+void NetdService::installKey() {
+  if (!deviceWanted_ || !backend_.present()) return;  // bringUp installs it when the device comes
+  auto state = backend_.read();
+  if (state && state->has_private_key && state->public_key == keys_.publicKey()) return;
+  WgDeviceSettings settings;
+  settings.private_key = &keys_.privateKey();
+  Status st = state ? backend_.configure(settings) : Status(state.takeError());
+  if (!st) {
+    // The key file is already swapped; repair (bringUp) installs it.
+    noteError(st.error());
+    log::warning("cannot install the rotated key on the device yet; retrying",
+                 {{"ifname", options_.ifname}, {"error", st.error().text()}});
+    scheduleRepair();
+    return;
+  }
+  log::info("installed the node's WireGuard key on the device", {{"ifname", options_.ifname}});
 }
 
 Status NetdService::bringUp(bool& created) {

@@ -94,6 +94,15 @@ class NetdService {
 
  private:
   void handleKey(ipc::Reply reply);
+  void handleKeyStage(ipc::Reply reply);
+  void handleKeyCommit(const ipc::WgKeyCommit& req, ipc::Reply reply);
+  void handleKeyDiscard(const ipc::WgKeyDiscard& req, ipc::Reply reply);
+  // Loads the key if needed; false after answering the error.
+  bool keyLoaded(ipc::Reply& reply);
+  // A wg_key_reply with the current key and the staged one (if any).
+  Result<ipc::WgKeyReply> keyReply(ipc::WgKeyReply::Source source);
+  // Puts the (new) key on the device when it is up; a failure is repaired later.
+  void installKey();
   void handleDeviceUp(ipc::Channel& ch, uint64_t gen, ipc::WgDeviceUp&& up, ipc::Reply reply);
   void handleDeviceDown(ipc::WgDeviceDown&& down, ipc::Reply reply);
   void handlePeers(ipc::Channel& ch, uint64_t gen, std::vector<ipc::WgPeer>&& peers, ipc::Reply reply);

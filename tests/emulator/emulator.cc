@@ -207,6 +207,14 @@ void Emulator::peersChanged(const std::string& exceptNodeId) {
   }
 }
 
+void Emulator::peerKeyRotated(const std::string& nodeId) {
+  if (!autoEvents) return;
+  for (auto& [id, n] : nodes) {
+    if (id == nodeId) continue;
+    emit(id, "peer_key_rotated", "{\"node_id\":\"" + id + "\",\"peer_node_id\":\"" + nodeId + "\"}");
+  }
+}
+
 Result<std::string> Emulator::allocateMeshIp() {
   std::set<std::string> used;
   for (const auto& [id, n] : nodes) used.insert(n.meshIp);

@@ -193,6 +193,9 @@ class Emulator {
   void record(Node& node, const std::string& surface, const httpd::Request& req, std::string body);
   // Events peers care about when a node's peer-visible data changed.
   void peersChanged(const std::string& exceptNodeId);
+  // A node's mesh key was rotated (POST /v1/keys/rotate): the control plane's
+  // peer_key_rotated outbox event, sent to every other node.
+  void peerKeyRotated(const std::string& nodeId);
   Result<std::string> allocateMeshIp();
   void updateReachability(Node& node);
 

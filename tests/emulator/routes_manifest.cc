@@ -194,7 +194,7 @@ httpd::Response keysRotate(Emulator& e, const httpd::Request& req) {
   n.rotatePending = false;
   n.lastRotatedKey = *key;
   e.record(n, "keys_rotate", req, req.body);
-  e.peersChanged(n.id);
+  e.peerKeyRotated(n.id);  // peers pull and get the new public_key
   return jsonResponse(200, "{\"rotation_id\":\"" + newUuidV7() + "\",\"kid\":\"wrap-" + n.id.substr(0, 8) +
                                "\",\"wrap_key_version\":1}");
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/crypto.h"
+
 namespace plexd::netd::testing {
 
 Result<bool> FakeWgBackend::ensure() {
@@ -15,6 +17,7 @@ Status FakeWgBackend::destroy() {
   present_ = false;
   peers_.clear();
   has_key_ = false;
+  public_key_ = {};
   return {};
 }
 
@@ -28,6 +31,7 @@ Result<WgDeviceState> FakeWgBackend::read() {
   if (!present_) return Error("device " + ifname_ + " does not exist", ENODEV);
   WgDeviceState s;
   s.has_private_key = has_key_;
+  s.public_key = public_key_;
   s.listen_port = listen_port_;
   for (const auto& [k, p] : peers_) s.peers.push_back(p);
   return s;
@@ -36,7 +40,12 @@ Result<WgDeviceState> FakeWgBackend::read() {
 Status FakeWgBackend::configure(const WgDeviceSettings& settings) {
   if (!present_) return Error("device " + ifname_ + " does not exist", ENODEV);
   ++stats_.messages;
-  if (settings.private_key) has_key_ = settings.private_key->size() == 32;
+  if (settings.private_key) {
+    ++key_writes_;
+    auto pub = crypto::x25519PublicKey(*settings.private_key);
+    has_key_ = pub.ok();
+    public_key_ = pub.ok() ? *pub : WgKey{};
+  }
   if (settings.set_listen_port) listen_port_ = settings.listen_port;
   return {};
 }

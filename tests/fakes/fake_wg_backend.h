@@ -39,6 +39,9 @@ class FakeWgBackend final : public WireGuardBackend {
   void failApplyAfter(size_t n) { fail_after_ = n; }
   void setPresent(bool p) { present_ = p; }
   bool hasPrivateKey() const { return has_key_; }
+  // The public half of the private key last configured (zero when none).
+  const WgKey& publicKey() const { return public_key_; }
+  uint64_t keyWrites() const { return key_writes_; }
   uint16_t listenPort() const { return listen_port_; }
   uint64_t ensureCalls() const { return ensure_calls_; }
 
@@ -47,6 +50,8 @@ class FakeWgBackend final : public WireGuardBackend {
   size_t max_peers_;
   bool present_ = false;
   bool has_key_ = false;
+  WgKey public_key_{};
+  uint64_t key_writes_ = 0;
   uint16_t listen_port_ = 0;
   std::map<WgKey, WgPeerState> peers_;
   WgBackendStats stats_;

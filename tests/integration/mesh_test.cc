@@ -3,6 +3,11 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/mesh_lab.h"
@@ -236,4 +241,121 @@ TEST_CASE("drift is repaired: a peer removed by hand comes back, a deleted inter
   }
   lab.waitFullMesh({&a, &b}, 30s);
   CHECK(lab.ping(a, b.meshIp));
+}
+
+namespace {
+
+std::string fileText(const std::string& path) {
+  std::string out;
+  MeshLab::run("cat " + path, &out);
+  return out;
+}
+
+// Every regular file under dir, with its content.
+std::map<std::string, std::string> filesUnder(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path());
+    out[e.path().string()] = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  return out;
+}
+
+// Whether one line of a log mentions both texts.
+bool logLine(const std::string& log, const std::string& a, const std::string& b) {
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
+  return false;
+}
+
+// Waits until `n` holds a new key, every other node holds it as a peer (the
+// old one gone), and pings in both directions between `n` and the others
+// work again. Returns the new key.
+std::string waitRotated(MeshLab& lab, MeshNode& n, const std::string& oldKey, const std::vector<MeshNode*>& all,
+                        std::chrono::milliseconds timeout) {
+  std::string fresh;
+  waitAll(lab, all, timeout, "node " + n.name + "'s new key on its device and at every peer", [&](MeshNode& x) {
+    fresh = lab.wgPublicKey(n);
+    if (fresh.empty() || fresh == oldKey) return false;
+    if (&x == &n) return true;
+    auto peers = lab.wgPeers(x);
+    return peers.count(fresh) == 1 && peers.count(oldKey) == 0;
+  });
+  for (auto* x : all) {
+    if (x == &n) continue;
+    // The first packets start a handshake with the new key (retried every 5 s by WireGuard).
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!(lab.ping(n, x->meshIp) && lab.ping(*x, n.meshIp))) {
+      if (std::chrono::steady_clock::now() > deadline)
+        FAIL("no traffic between " << n.name << " and " << x->name << " after the rotation\n" << lab.describe());
+    }
+  }
+  return fresh;
+}
+
+}  // namespace
+
+TEST_CASE("key rotation of one node (heartbeat flag): peers are updated and traffic resumes") {
+  MeshLab lab;
+  // A short heartbeat (the minimum) so the flag is seen quickly; node b keeps
+  // the longest one, so its rotation below can only come from the event.
+  MeshNodeOptions fast;
+  fast.extraYaml = "heartbeat:\n  interval: 5s\n";
+  MeshNodeOptions slow;
+  slow.extraYaml = "heartbeat:\n  interval: 1m\n";
+  auto& a = lab.addNode(fast);
+  auto& b = lab.addNode(slow);
+  auto& c = lab.addNode(fast);
+  std::vector<MeshNode*> all{&a, &b, &c};
+  lab.waitFullMesh(all, 60s);
+
+  const std::string netdDir = a.suite->dir() + "/data/netd";
+  const std::string ctldDir = a.suite->dir() + "/data/ctld";
+  const std::string oldKey = lab.wgPublicKey(a);
+  const std::string oldPrivate = fileText(netdDir + "/private_key");
+  REQUIRE_FALSE(oldKey.empty());
+  REQUIRE_FALSE(oldPrivate.empty());
+
+  // The operator arms the rotation; a's next heartbeat answers rotate_keys:true.
+  auto armed = lab.emulator().admin("PATCH", "/admin/nodes/" + a.nodeId, "{\"rotate_keys\":true}");
+  REQUIRE(armed.status == 200);
+  const std::string newKey = waitRotated(lab, a, oldKey, all, 30s);
+  INFO(lab.describe());
+  CHECK(logLine(lab.log(a), "mesh key rotation starting", "heartbeat rotate_keys"));
+
+  // The control plane serves the new key; the flag is cleared.
+  auto node = lab.emulator().admin("GET", "/admin/nodes/" + a.nodeId);
+  REQUIRE(node.status == 200);
+  CHECK(jsonField(node.body, "public_key") == newKey);
+  CHECK(node.body.find("\"rotate_pending\":false") != std::string::npos);
+
+  // netd: private_key replaced, staging file gone; ctld: no private key
+  // anywhere in its state dir, the receipt in identity.json.
+  const std::string newPrivate = fileText(netdDir + "/private_key");
+  CHECK_FALSE(newPrivate.empty());
+  CHECK(newPrivate != oldPrivate);
+  CHECK_FALSE(std::filesystem::exists(netdDir + "/rotation_pending_key"));
+  for (const auto& [path, text] : filesUnder(ctldDir)) {
+    INFO(path);
+    CHECK(text.find(newPrivate.substr(0, 43)) == std::string::npos);
+    CHECK(text.find(oldPrivate.substr(0, 43)) == std::string::npos);
+    CHECK(path.find("private_key") == std::string::npos);
+    CHECK(path.find("rotation_pending_key") == std::string::npos);
+  }
+  const std::string identity = fileText(ctldDir + "/identity.json");
+  CHECK(identity.find("\"last_rotation\":{\"rotation_id\":") != std::string::npos);
+  CHECK(jsonField(identity, "kid") == "wrap-" + a.nodeId.substr(0, 8));
+
+  // The event path: b (heartbeat every minute) rotates on the SSE rotate_keys event.
+  const std::string bOld = lab.wgPublicKey(b);
+  REQUIRE(lab.emulator().admin("PATCH", "/admin/nodes/" + b.nodeId, "{\"rotate_keys\":true}").status == 200);
+  auto emitted = lab.emulator().admin("POST", "/admin/events",
+                                      "{\"type\":\"rotate_keys\",\"node_id\":\"" + b.nodeId + "\",\"payload\":{}}");
+  REQUIRE(emitted.status == 200);
+  waitRotated(lab, b, bOld, all, 30s);
+  CHECK(logLine(lab.log(b), "mesh key rotation starting", "rotate_keys event"));
+  CHECK(lab.ping(a, c.meshIp));
 }

@@ -14,127 +14,12 @@
 #include "plexd-ctld/reconcile/snapshot_diff.h"
 #include "plexd-netd/service/netd_service.h"
 #include "tests/fakes/fake_wg_backend.h"
+#include "tests/unit/ctld_agent/netd_harness.h"
 
 using namespace plexd;
+using namespace plexd::test;
 using namespace std::chrono_literals;
 using netd::testing::FakeWgBackend;
-
-namespace {
-
-struct Loop {
-  sd_event* ev = nullptr;
-  Loop() { REQUIRE(sd_event_new(&ev) >= 0); }
-  ~Loop() { sd_event_unref(ev); }
-  bool runUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      REQUIRE(sd_event_run(ev, 20 * 1000) >= 0);
-    }
-    return true;
-  }
-};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-netd-link-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-struct FakeLinks final : netd::LinkConfigurator {
-  int calls = 0;
-  std::string ifname, meshIp, domain;
-  Status configure(const std::string& i, const IpPrefix& m, const IpPrefix& d, uint32_t) override {
-    ++calls;
-    ifname = i;
-    meshIp = m.str();
-    domain = d.str();
-    return {};
-  }
-};
-
-std::string pubKey(int n) {
-  auto k = crypto::x25519GeneratePrivate();
-  REQUIRE(k);
-  auto p = crypto::x25519PublicKey(*k);
-  REQUIRE(p);
-  (void)n;
-  return base64Encode(std::span<const uint8_t>(p->data(), p->size()));
-}
-
-ctld::SnapshotPeer snapPeer(int n, std::optional<std::string> endpoint = std::nullopt) {
-  ctld::SnapshotPeer p;
-  p.nodeId = "00000000-0000-4000-8000-00000000000" + std::to_string(n);
-  p.meshIp = "10.99.0." + std::to_string(10 + n);
-  p.publicKey = pubKey(n);
-  p.fallbackEndpoint = std::move(endpoint);
-  return p;
-}
-
-netd::WgKey keyOf(const std::string& b64) {
-  auto d = base64Decode(b64);
-  REQUIRE(d);
-  netd::WgKey k{};
-  std::copy(d->begin(), d->end(), k.begin());
-  return k;
-}
-
-// netd (service + fake device) and ctld (NetdLink) joined by a channel.
-struct Harness {
-  Loop loop;
-  TempDir dir;
-  FakeWgBackend dev{"plx0"};
-  FakeLinks links;
-  netd::KeyStore keys{dir.path};
-  netd::NetdServiceOptions opts;
-  std::unique_ptr<netd::NetdService> svc;
-  std::unique_ptr<ipc::Channel> netdEnd;
-  std::unique_ptr<ipc::Channel> ctldEnd;
-  const ctld::NodeStateSnapshot* applied = nullptr;
-  ctld::NetdLinkOptions linkOpts;
-  std::unique_ptr<ctld::NetdLink> link;
-
-  Harness() {
-    opts.ifname = "plx0";
-    opts.listenPort = 51999;
-    opts.driftInterval = 1h;
-    opts.repairDelay = 1ms;
-    linkOpts.ifname = "plx0";
-    link = std::make_unique<ctld::NetdLink>(linkOpts, [this] { return applied; });
-    startNetd();
-  }
-  void startNetd() {
-    svc = std::make_unique<netd::NetdService>(loop.ev, opts, keys, dev, links);
-    svc->setCtldChannel([this] { return netdEnd.get(); });
-    REQUIRE(svc->start());
-    connect();
-  }
-  void connect() {
-    auto pair = ipc::makeSocketPair();
-    REQUIRE(pair);
-    auto n = ipc::Channel::open(loop.ev, std::move(pair->second), ipc::kCtldNetd, ipc::Peer::netd);
-    REQUIRE(n);
-    netdEnd = std::move(*n);
-    svc->attach(*netdEnd);
-    auto c = ipc::Channel::open(loop.ev, std::move(pair->first), ipc::kCtldNetd, ipc::Peer::ctld);
-    REQUIRE(c);
-    ctldEnd = std::move(*c);
-    link->attach(*ctldEnd);
-    REQUIRE(loop.runUntil([&] { return ctldEnd->ready() && netdEnd->ready(); }));
-  }
-  Status apply(const ctld::SnapshotDiff& diff, const ctld::NodeStateSnapshot& desired) {
-    std::optional<Status> result;
-    link->applier().apply(diff, desired, [&](Status st) { result = std::move(st); });
-    REQUIRE(loop.runUntil([&] { return result.has_value(); }));
-    return *result;
-  }
-};
-
-}  // namespace
 
 TEST_CASE("ctld gets the node key from netd, which keeps the private key 0600 in its own state dir") {
   Harness h;
@@ -223,11 +108,7 @@ TEST_CASE("a restarted netd adopts the device and ctld restores the set with no 
   h.applied = &s1;
   auto writes = h.dev.opsWritten();
   // netd dies (its channel goes away) and comes back; the device stays.
-  h.link->detach();
-  h.ctldEnd.reset();
-  h.netdEnd.reset();
-  h.svc.reset();
-  h.startNetd();
+  h.restartNetd();
   REQUIRE(h.loop.runUntil([&] { return h.link->status().synced; }));
   CHECK(h.dev.opsWritten() == writes);
   CHECK(h.dev.peers().size() == 3);
@@ -288,7 +169,7 @@ TEST_CASE("bad commands from ctld are refused, the channel dropped and the devic
   }
   SECTION("the node's own key as a peer") {
     ipc::WgPeer own;
-    own.public_key = h.keys.publicKey();
+    own.public_key = h.keys().publicKey();
     own.allowed_ips = {*IpPrefix::parse("10.99.0.50/32")};
     h.ctldEnd->sendSet(std::vector<ipc::WgPeer>{own}, 5s, [&](Result<ipc::TxAck> a) { ack = std::move(a); });
   }
@@ -342,4 +223,214 @@ TEST_CASE("changes on a fresh channel are answered not_synced and ctld falls bac
   CHECK(ack->error().message().find("not_synced") != std::string::npos);
   CHECK_FALSE(h.netdEnd->closed());
   CHECK(h.dev.peers().size() == 1);
+}
+
+// ---- Mesh-key rotation (PROTOCOL.md §19.1): netd stages, commits, discards;
+// only public keys cross the channel.
+
+namespace {
+
+using Keys = ctld::MeshKeyRotator::Keys;
+using Rot = ctld::MeshKeyRotator;
+using KeysDone = std::function<void(Result<Keys>)>;
+
+mode_t modeOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 0777;
+}
+
+bool exists(const std::string& path) { return std::filesystem::exists(path); }
+
+// The public key of what netd's private_key file holds now (a fresh load, as after a restart).
+std::string storedKey(Harness& h) {
+  netd::KeyStore k(h.dir.path);
+  auto loaded = k.loadOrCreate();
+  REQUIRE(loaded);
+  CHECK_FALSE(loaded->generated);
+  return base64Encode(std::span<const uint8_t>(loaded->publicKey.data(), 32));
+}
+
+std::string deviceKey(Harness& h) {
+  return base64Encode(std::span<const uint8_t>(h.dev.publicKey().data(), 32));
+}
+
+// A harness whose device is up with the node's key and one peer.
+void bringUp(Harness& h) {
+  REQUIRE(h.link->setNode("10.99.0.2", "10.99.0.0/16"));
+  static ctld::NodeStateSnapshot s1;
+  s1.peers = {snapPeer(1)};
+  REQUIRE(h.apply(ctld::diffSnapshots(nullptr, s1), s1));
+  h.applied = &s1;
+}
+
+Result<Keys> keysNow(Harness& h) { return h.rotator([](Rot& r, KeysDone d) { r.keys(std::move(d)); }); }
+Result<Keys> stage(Harness& h) { return h.rotator([](Rot& r, KeysDone d) { r.stage(std::move(d)); }); }
+Result<Keys> commit(Harness& h, const std::string& k) {
+  return h.rotator([&](Rot& r, KeysDone d) { r.commit(k, std::move(d)); });
+}
+Result<Keys> discard(Harness& h, const std::string& k) {
+  return h.rotator([&](Rot& r, KeysDone d) { r.discard(k, std::move(d)); });
+}
+
+}  // namespace
+
+TEST_CASE("netd stages a rotation key 0600 before answering, and loads the same one until it is committed") {
+  Harness h;
+  bringUp(h);
+  auto before = keysNow(h);
+  REQUIRE(before);
+  CHECK(before->pending.empty());
+  const std::string current = before->current;
+  const std::string staging = h.dir.path + "/rotation_pending_key";
+  CHECK_FALSE(exists(staging));
+
+  auto s1 = stage(h);
+  REQUIRE(s1);
+  CHECK(s1->current == current);
+  REQUIRE(s1->pending.size() == 44);
+  CHECK(s1->pending != current);
+  REQUIRE(exists(staging));
+  CHECK(modeOf(staging) == 0600);
+  // Only the pending public key came back; the device and private_key are unchanged.
+  CHECK(storedKey(h) == current);
+  CHECK(deviceKey(h) == current);
+
+  auto s2 = stage(h);
+  REQUIRE(s2);
+  CHECK(s2->pending == s1->pending);  // loaded, not regenerated
+  auto k = keysNow(h);
+  REQUIRE(k);
+  CHECK(k->pending == s1->pending);
+  CHECK(h.netdEnd->ready());
+}
+
+TEST_CASE("commit swaps the private key, removes the staged one and installs the new key on the device") {
+  Harness h;
+  bringUp(h);
+  const std::string old = keysNow(h)->current;
+  CHECK(deviceKey(h) == old);
+  auto staged = stage(h);
+  REQUIRE(staged);
+  const auto keyWrites = h.dev.keyWrites();
+  const auto peerWrites = h.dev.opsWritten();
+
+  auto done = commit(h, staged->pending);
+  REQUIRE(done);
+  CHECK(done->current == staged->pending);
+  CHECK(done->pending.empty());
+  CHECK(storedKey(h) == staged->pending);
+  CHECK(modeOf(h.dir.path + "/private_key") == 0600);
+  CHECK_FALSE(exists(h.dir.path + "/rotation_pending_key"));
+  CHECK(deviceKey(h) == staged->pending);
+  CHECK(h.dev.keyWrites() == keyWrites + 1);
+  CHECK(h.dev.opsWritten() == peerWrites);  // peers untouched
+  CHECK(h.dev.peers().size() == 1);
+
+  // A repeated commit (ctld lost the reply) is answered as done, without another write.
+  auto again = commit(h, staged->pending);
+  REQUIRE(again);
+  CHECK(again->current == staged->pending);
+  CHECK(h.dev.keyWrites() == keyWrites + 1);
+  // The next stage makes a different key.
+  auto next = stage(h);
+  REQUIRE(next);
+  CHECK(next->pending != staged->pending);
+  CHECK(next->pending != old);
+}
+
+TEST_CASE("a commit or discard of a key that is not the staged one is refused and changes nothing") {
+  Harness h;
+  bringUp(h);
+  const std::string old = keysNow(h)->current;
+  const std::string other = pubKey(9);
+
+  SECTION("nothing staged") {
+    auto r = commit(h, other);
+    REQUIRE_FALSE(r);
+    CHECK(ctld::isKeyMismatch(r.error()));
+    CHECK(r.error().message().find("none staged") != std::string::npos);
+  }
+  SECTION("another key staged") {
+    auto staged = stage(h);
+    REQUIRE(staged);
+    auto r = commit(h, other);
+    REQUIRE_FALSE(r);
+    CHECK(ctld::isKeyMismatch(r.error()));
+    auto d = discard(h, other);
+    REQUIRE_FALSE(d);
+    CHECK(ctld::isKeyMismatch(d.error()));
+    CHECK(keysNow(h)->pending == staged->pending);  // still staged
+  }
+  CHECK(storedKey(h) == old);
+  CHECK(deviceKey(h) == old);
+  CHECK(keysNow(h)->current == old);
+  CHECK(h.netdEnd->ready());  // a refusal, not a protocol violation
+}
+
+TEST_CASE("discard removes the staged key and the next stage makes a new one") {
+  Harness h;
+  bringUp(h);
+  const std::string old = keysNow(h)->current;
+  auto staged = stage(h);
+  REQUIRE(staged);
+  auto d = discard(h, staged->pending);
+  REQUIRE(d);
+  CHECK(d->current == old);
+  CHECK(d->pending.empty());
+  CHECK_FALSE(exists(h.dir.path + "/rotation_pending_key"));
+  CHECK(discard(h, staged->pending));  // nothing staged: done
+  auto fresh = stage(h);
+  REQUIRE(fresh);
+  CHECK(fresh->pending != staged->pending);
+  CHECK(storedKey(h) == old);
+}
+
+TEST_CASE("a netd restart between stage and commit keeps the staged key") {
+  Harness h;
+  bringUp(h);
+  auto staged = stage(h);
+  REQUIRE(staged);
+  h.restartNetd();
+  REQUIRE(h.loop.runUntil([&] { return h.link->status().synced; }));
+  auto k = keysNow(h);
+  REQUIRE(k);
+  CHECK(k->pending == staged->pending);
+  CHECK(stage(h)->pending == staged->pending);
+  auto done = commit(h, staged->pending);
+  REQUIRE(done);
+  CHECK(storedKey(h) == staged->pending);
+  CHECK(deviceKey(h) == staged->pending);  // the adopted device got the key
+}
+
+TEST_CASE("a rotation call made while netd is away is sent when it connects") {
+  Harness h;
+  bringUp(h);
+  h.link->detach();
+  h.ctldEnd.reset();
+  h.netdEnd.reset();
+  std::optional<Result<Keys>> got;
+  h.link->keyRotator().stage([&](Result<Keys> k) { got = std::move(k); });
+  for (int i = 0; i < 5; ++i) sd_event_run(h.loop.ev, 10'000);
+  CHECK_FALSE(got.has_value());
+  h.connect();
+  REQUIRE(h.loop.runUntil([&] { return got.has_value(); }));
+  REQUIRE(*got);
+  CHECK((*got)->pending.size() == 44);
+}
+
+TEST_CASE("a staging file that already holds the current key is cleaned up as a finished rotation") {
+  Harness h;
+  bringUp(h);
+  auto staged = stage(h);
+  REQUIRE(staged);
+  // A crash after private_key was replaced but before the staging file was removed.
+  REQUIRE(std::filesystem::copy_file(h.dir.path + "/rotation_pending_key", h.dir.path + "/private_key",
+                                     std::filesystem::copy_options::overwrite_existing));
+  h.restartNetd();
+  auto k = keysNow(h);
+  REQUIRE(k);
+  CHECK(k->current == staged->pending);
+  CHECK(k->pending.empty());
+  CHECK_FALSE(exists(h.dir.path + "/rotation_pending_key"));
 }

@@ -147,3 +147,38 @@ TEST_CASE("an invalid identity is never saved") {
   REQUIRE_FALSE(st.ok());
   CHECK_FALSE(std::filesystem::exists(d.path + "/identity.json"));
 }
+
+TEST_CASE("a mesh-key rotation receipt is added to identity.json and kept by later saves") {
+  TempDir d;
+  ctld::IdentityStore store(d.path);
+  REQUIRE(store.save(sample()).ok());
+  ctld::RotationReceipt r{"0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a4", "did:web:plexsphere.com#psk-2026-04", 7,
+                          "2026-01-01T00:00:00.000Z"};
+  REQUIRE(store.recordRotation(r).ok());
+  CHECK(modeOf(d.path + "/identity.json") == 0600);
+  auto loaded = store.load();
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->identity.has_value());
+  REQUIRE(loaded->identity->lastRotation.has_value());
+  CHECK(*loaded->identity->lastRotation == r);
+  CHECK(loaded->identity->signingKeyId == "k-1");  // everything else untouched
+
+  // An identity saved without the receipt in memory (an older copy) keeps it.
+  REQUIRE(store.save(sample()).ok());
+  loaded = store.load();
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->identity->lastRotation.has_value());
+  CHECK(loaded->identity->lastRotation->rotationId == r.rotationId);
+
+  // A damaged receipt only loses the receipt.
+  std::ifstream f(d.path + "/identity.json");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto at = text.find("\"wrap_key_version\":7");
+  REQUIRE(at != std::string::npos);
+  text.replace(at, 20, "\"wrap_key_version\":\"x\"");
+  writeText(d.path + "/identity.json", text);
+  loaded = store.load();
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->identity.has_value());
+  CHECK_FALSE(loaded->identity->lastRotation.has_value());
+}

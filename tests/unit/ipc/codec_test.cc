@@ -2,6 +2,8 @@
 // input, trailing bytes and fields outside their declared bounds.
 #include <catch2/catch.hpp>
 
+#include "ipc/channel_spec.h"
+#include "ipc/ctld_netd.h"
 #include "ipc/lifecycle.h"
 #include "ipc/messages.h"
 #include "ipc/wire.h"
@@ -178,4 +180,60 @@ TEST_CASE("error reply errnum is bounded") {
   auto bytes = *encodePayload(ErrorReply{"x", 1});
   bytes[bytes.size() - 1] = 0x80;  // negative
   CHECK_THAT(decodeError<ErrorReply>(bytes), Catch::Contains("errnum"));
+}
+
+TEST_CASE("mesh-key rotation messages round-trip and only ctld may ask for them") {
+  WgPublicKey cur{}, next{};
+  cur.fill(1);
+  next.fill(2);
+  auto stage = encodePayload(WgKeyStage{});
+  REQUIRE(stage.ok());
+  CHECK(stage->empty());
+  CHECK_FALSE(decodePayload<WgKeyStage>(std::vector<uint8_t>{0}).ok());
+  CHECK(roundTrip(WgKeyCommit{next}).public_key == next);
+  CHECK(roundTrip(WgKeyDiscard{next}).public_key == next);
+  WgKeyReply reply;
+  reply.public_key = cur;
+  reply.source = WgKeyReply::Source::committed;
+  reply.pending_public_key = next;
+  auto back = roundTrip(reply);
+  CHECK(back.public_key == cur);
+  CHECK(back.pending_public_key == next);
+  CHECK(back.hasPending());
+  CHECK(back.source == WgKeyReply::Source::committed);
+  CHECK_FALSE(roundTrip(WgKeyReply{cur, WgKeyReply::Source::loaded, {}}).hasPending());
+
+  // Field checks: an all-zero key, a pending key equal to the current one.
+  CHECK_FALSE(encodePayload(WgKeyCommit{}).ok());
+  CHECK_FALSE(encodePayload(WgKeyDiscard{}).ok());
+  auto bytes = *encodePayload(WgKeyCommit{next});
+  std::fill(bytes.begin(), bytes.end(), 0);
+  CHECK_THAT(decodeError<WgKeyCommit>(bytes), Catch::Contains("all zero"));
+  reply.pending_public_key = cur;
+  CHECK_FALSE(encodePayload(reply).ok());
+
+  // Type numbers are the wire contract (docs/notes/netd-plan.md §1).
+  CHECK(static_cast<unsigned>(MsgType::wg_key_stage) == 75);
+  CHECK(static_cast<unsigned>(MsgType::wg_key_commit) == 76);
+  CHECK(static_cast<unsigned>(MsgType::wg_key_discard) == 77);
+  for (MsgType t : {MsgType::wg_key_stage, MsgType::wg_key_commit, MsgType::wg_key_discard}) {
+    const Permission* p = kCtldNetd.find(t);
+    REQUIRE(p != nullptr);
+    CHECK(p->kind == MsgKind::request);
+    CHECK(p->allows(Peer::ctld));
+    CHECK_FALSE(p->allows(Peer::netd));
+    CHECK_FALSE(p->carries_fd);
+    CHECK(kCtldApid.find(t) == nullptr);
+    CHECK(kCtldRelayd.find(t) == nullptr);
+  }
+  // netd sending one is refused by the receiver's table.
+  FrameHeader h;
+  h.type = MsgType::wg_key_stage;
+  h.flags = kFlagRequest;
+  h.request_id = 1;
+  auto frame = buildFrame(h, {});
+  auto checked = checkFrame(kCtldNetd, Peer::netd, frame, false);
+  REQUIRE_FALSE(checked.ok());
+  CHECK_THAT(checked.error().message(), Catch::Contains("may not be sent by netd"));
+  CHECK(checkFrame(kCtldNetd, Peer::ctld, frame, false).ok());
 }
