@@ -404,7 +404,11 @@ void NetdService::handleStatus(const ipc::WgStatusRequest& req, ipc::Reply reply
   r.backend_restarts = status_.backendRestarts;
   r.last_error = status_.lastError.substr(0, ipc::kMaxErrorTextLen);
   r.present = backend_.present();
-  if (r.present) {
+  if (r.present && req.limit == 0 && sync_.synced()) {
+    // The summary alone: the model is what the device holds (a full read
+    // costs ~30 ms at 10k peers on wireguard-go).
+    r.total_peers = static_cast<uint32_t>(sync_.model().size());
+  } else if (r.present) {
     auto state = backend_.read();
     if (!state) {
       r.last_error = state.error().text().substr(0, ipc::kMaxErrorTextLen);

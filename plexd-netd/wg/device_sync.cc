@@ -37,17 +37,22 @@ void canonicalize(WgPeerConfig& peer) {
 
 bool DeviceSync::diffPeer(const WgPeerConfig& have, const WgPeerConfig& want, const WgPeerConfig* lastWanted,
                           WgPeerOp& op) {
+  const bool ips = have.allowed_ips != want.allowed_ips;
+  const bool keepalive = have.keepalive_s != want.keepalive_s;
+  bool endpoint = false;
+  if (!want.endpoint.empty() && have.endpoint != want.endpoint) {
+    bool desiredChanged = lastWanted == nullptr || lastWanted->endpoint != want.endpoint;
+    endpoint = have.endpoint.empty() || desiredChanged;
+  }
+  if (!ips && !keepalive && !endpoint) return false;
+  // Only now copy the peer: an idle re-sync compares 10k peers and copies none.
   op = WgPeerOp{};
   op.kind = WgPeerOp::Kind::upsert;
   op.peer = want;
-  op.replace_allowed_ips = have.allowed_ips != want.allowed_ips;
-  op.set_keepalive = have.keepalive_s != want.keepalive_s;
-  op.set_endpoint = false;
-  if (!want.endpoint.empty() && have.endpoint != want.endpoint) {
-    bool desiredChanged = lastWanted == nullptr || lastWanted->endpoint != want.endpoint;
-    op.set_endpoint = have.endpoint.empty() || desiredChanged;
-  }
-  return op.replace_allowed_ips || op.set_keepalive || op.set_endpoint;
+  op.replace_allowed_ips = ips;
+  op.set_keepalive = keepalive;
+  op.set_endpoint = endpoint;
+  return true;
 }
 
 Status DeviceSync::write(const std::vector<WgPeerOp>& ops) {
@@ -61,44 +66,56 @@ Status DeviceSync::write(const std::vector<WgPeerOp>& ops) {
 
 Result<SyncStats> DeviceSync::syncFull(std::vector<WgPeerConfig> desired) {
   auto start = std::chrono::steady_clock::now();
-  std::map<WgKey, WgPeerConfig> want;
-  for (auto& p : desired) {
-    canonicalize(p);
-    WgKey key = p.public_key;
-    if (!want.emplace(key, std::move(p)).second) return Error(fmt::format("peer {} is listed twice", keyText(key)));
+  // Everything sorted by key, then one merge pass over desired, the device's
+  // dump and the model (a std::map iterates in key order): no tree insert or
+  // lookup per peer, and nothing allocated per peer when nothing changed.
+  for (auto& p : desired) canonicalize(p);
+  std::sort(desired.begin(), desired.end(),
+            [](const WgPeerConfig& a, const WgPeerConfig& b) { return a.public_key < b.public_key; });
+  for (size_t i = 1; i < desired.size(); ++i) {
+    if (desired[i].public_key == desired[i - 1].public_key)
+      return Error(fmt::format("peer {} is listed twice", keyText(desired[i].public_key)));
   }
-  if (want.size() > backend_.maxPeers())
-    return Error(fmt::format("{} peers exceed what the {} backend holds ({}); nothing was changed", want.size(),
+  if (desired.size() > backend_.maxPeers())
+    return Error(fmt::format("{} peers exceed what the {} backend holds ({}); nothing was changed", desired.size(),
                              backend_.name(), backend_.maxPeers()));
   auto state = backend_.read();
   if (!state) {
     synced_ = false;
     return state.takeError().wrap("cannot read the device back");
   }
-  std::map<WgKey, WgPeerConfig> have;
-  for (auto& p : state->peers) {
-    canonicalize(p.config);
-    have.emplace(p.config.public_key, std::move(p.config));
-  }
+  auto& have = state->peers;  // one entry per key (backends coalesce dumps)
+  for (auto& p : have) canonicalize(p.config);
+  std::sort(have.begin(), have.end(),
+            [](const WgPeerState& a, const WgPeerState& b) { return a.config.public_key < b.config.public_key; });
   SyncStats stats;
   std::vector<WgPeerOp> ops;
   // Removals first: a key moving between peers (rotation) must not collide.
-  for (const auto& [key, cfg] : have) {
-    if (!want.count(key)) {
+  for (size_t i = 0, j = 0; i < have.size(); ++i) {
+    const WgKey& key = have[i].config.public_key;
+    while (j < desired.size() && desired[j].public_key < key) ++j;
+    if (j == desired.size() || desired[j].public_key != key) {
       ops.push_back(removal(key));
       ++stats.removed;
     }
   }
-  for (const auto& [key, cfg] : want) {
-    auto it = have.find(key);
-    if (it == have.end()) {
-      ops.push_back(upsertAll(cfg));
+  // The model is rebuilt below only when it differs from desired (an idle
+  // re-sync or drift check keeps it as it is).
+  bool modelSame = model_.size() == desired.size();
+  auto last = model_.begin();
+  size_t i = 0;
+  for (const auto& want : desired) {
+    while (i < have.size() && have[i].config.public_key < want.public_key) ++i;
+    while (last != model_.end() && last->first < want.public_key) ++last;
+    const bool known = last != model_.end() && last->first == want.public_key;
+    if (modelSame && !(known && last->second == want)) modelSame = false;
+    if (i == have.size() || have[i].config.public_key != want.public_key) {
+      ops.push_back(upsertAll(want));
       ++stats.added;
       continue;
     }
-    auto last = model_.find(key);
     WgPeerOp op;
-    if (diffPeer(it->second, cfg, synced_ && last != model_.end() ? &last->second : nullptr, op)) {
+    if (diffPeer(have[i].config, want, synced_ && known ? &last->second : nullptr, op)) {
       ops.push_back(std::move(op));
       ++stats.updated;
     } else {
@@ -106,7 +123,14 @@ Result<SyncStats> DeviceSync::syncFull(std::vector<WgPeerConfig> desired) {
     }
   }
   if (auto st = write(ops); !st) return st.takeError();
-  model_ = std::move(want);
+  if (!modelSame) {
+    std::map<WgKey, WgPeerConfig> next;
+    for (auto& p : desired) {
+      const WgKey key = p.public_key;
+      next.emplace_hint(next.end(), key, std::move(p));
+    }
+    model_ = std::move(next);
+  }
   synced_ = true;
   stats.took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
   return stats;
