@@ -48,6 +48,16 @@ struct AgentStatusReply {
   std::string heartbeat_result;
   std::string last_error;
   std::vector<StatusAlarm> alarms;
+  // The WireGuard device as netd last reported it (wg_state "" = no netd).
+  std::string wg_state;                   // disconnected | connected | synced
+  std::string wg_ifname;
+  std::string wg_backend;                 // kernel | userspace
+  uint32_t wg_peers = 0;
+  uint32_t wg_handshaken_peers = 0;       // handshake within the last 3 minutes
+  uint64_t wg_rx_bytes = 0;
+  uint64_t wg_tx_bytes = 0;
+  uint64_t wg_report_ms = 0;              // when netd last reported (Unix ms)
+  std::string wg_error;
   template <class V>
   void fields(V& v) {
     v(registration, "registration", Max{32});
@@ -68,6 +78,15 @@ struct AgentStatusReply {
     v(heartbeat_result, "heartbeat_result", Max{kMaxStatusText});
     v(last_error, "last_error", Max{kMaxStatusText});
     v(alarms, "alarms", Max{kMaxStatusAlarms});
+    v(wg_state, "wg_state", Max{32});
+    v(wg_ifname, "wg_ifname", Max{16});
+    v(wg_backend, "wg_backend", Max{16});
+    v(wg_peers, "wg_peers");
+    v(wg_handshaken_peers, "wg_handshaken_peers");
+    v(wg_rx_bytes, "wg_rx_bytes");
+    v(wg_tx_bytes, "wg_tx_bytes");
+    v(wg_report_ms, "wg_report_ms");
+    v(wg_error, "wg_error", Max{kMaxStatusText});
   }
 };
 

@@ -39,6 +39,9 @@ using WgPublicKey = std::array<uint8_t, 32>;
 inline constexpr uint32_t kMaxWgAllowedIps = 256;      // per peer item
 inline constexpr uint32_t kMaxWgStatusPage = 1000;     // peers per wg_status_reply
 inline constexpr uint32_t kMaxIfnameLen = 15;          // IFNAMSIZ - 1
+// A peer counts as connected when its last handshake is this recent
+// (WireGuard re-keys every 2 minutes while traffic flows).
+inline constexpr uint64_t kWgRecentHandshakeMs = 180'000;
 
 // Stable codes at the start of netd's error_reply messages.
 inline constexpr std::string_view kWgErrNotSynced = "not_synced";
@@ -256,6 +259,10 @@ struct WgStatusReply {
   uint64_t drift_repairs = 0;
   uint64_t backend_restarts = 0;
   std::string last_error;
+  // with_stats: over every peer on the device.
+  uint32_t handshaken_peers = 0;   // last handshake within kWgRecentHandshakeMs
+  uint64_t rx_bytes = 0;
+  uint64_t tx_bytes = 0;
   std::vector<WgPeerStats> peers;  // [offset, offset+limit) in public-key order
   template <class V>
   void fields(V& v) {
@@ -272,6 +279,9 @@ struct WgStatusReply {
     v(drift_repairs, "drift_repairs");
     v(backend_restarts, "backend_restarts");
     v(last_error, "last_error", Max{kMaxErrorTextLen});
+    v(handshaken_peers, "handshaken_peers");
+    v(rx_bytes, "rx_bytes");
+    v(tx_bytes, "tx_bytes");
     v(peers, "peers", Max{kMaxWgStatusPage});
   }
 };
@@ -282,11 +292,13 @@ struct WgStatusRequest {
   static constexpr bool kCarriesFd = false;
   using Response = WgStatusReply;
   uint32_t offset = 0;
-  uint32_t limit = 0;  // 0 = no peers, only the device summary
+  uint32_t limit = 0;       // 0 = no peers, only the device summary
+  bool with_stats = false;  // read the device for handshake and traffic totals
   template <class V>
   void fields(V& v) {
     v(offset, "offset");
     v(limit, "limit", Range<uint32_t>{0, kMaxWgStatusPage});
+    v(with_stats, "with_stats");
   }
 };
 

@@ -16,6 +16,7 @@
 
 #include "common/atomic_file.h"
 #include "common/daemon.h"
+#include "common/event.h"
 #include "common/http_client.h"
 #include "common/log.h"
 #include "plexd-ctld/agent/agent.h"
@@ -132,10 +133,21 @@ int main(int argc, char** argv) {
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
   });
-  statusNow = [&agent, api = config->api.baseUrl] {
+  statusNow = [&agent, &netd, standalone, api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
+    if (!standalone) ctld::addWireGuardStatus(r, netd.status());
     return r;
   };
+  // netd's device report (handshakes, traffic) for status, every 30 s.
+  event::Source reportTimer;
+  if (!standalone) {
+    auto t = event::addTimer((*daemon)->loop(), CLOCK_MONOTONIC, 30'000'000, [&netd, &reportTimer] {
+      netd.requestReport();
+      (void)event::rearmTimer(reportTimer.get(), 30'000'000);
+    });
+    if (!t) return startupFailed("timer", t.error());
+    reportTimer = std::move(*t);
+  }
   if (auto st = agent.start(); !st) {
     log::error(st.error().text());
     return ctld::kExitConfig;

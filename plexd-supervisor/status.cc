@@ -58,12 +58,15 @@ std::string renderStatusJson(const SupervisorStatus& s) {
         ",\"agent\":{{\"registration\":{},\"node_id\":{},\"mesh_ip\":{},\"api\":{},\"last_contact_ms\":{},"
         "\"last_pull_ms\":{},\"last_pull_result\":{},\"last_applied_ms\":{},\"applied_digest\":{},"
         "\"applied_peers\":{},\"stream_state\":{},\"stream_cursor\":{},\"events_accepted\":{},"
-        "\"events_rejected\":{},\"last_heartbeat_ms\":{},\"heartbeat_result\":{},\"last_error\":{},\"alarms\":{{",
+        "\"events_rejected\":{},\"last_heartbeat_ms\":{},\"heartbeat_result\":{},\"last_error\":{},"
+        "\"wireguard\":{{\"state\":{},\"ifname\":{},\"backend\":{},\"peers\":{},\"handshaken_peers\":{},"
+        "\"rx_bytes\":{},\"tx_bytes\":{},\"report_ms\":{},\"error\":{}}},\"alarms\":{{",
         jsonString(a.registration), jsonString(a.node_id), jsonString(a.mesh_ip), jsonString(a.api),
         a.last_contact_ms, a.last_pull_ms, jsonString(a.last_pull_result), a.last_applied_ms,
         jsonString(a.applied_digest), a.applied_peers, jsonString(a.stream_state), jsonString(a.stream_cursor),
         a.events_accepted, a.events_rejected, a.last_heartbeat_ms, jsonString(a.heartbeat_result),
-        jsonString(a.last_error));
+        jsonString(a.last_error), jsonString(a.wg_state), jsonString(a.wg_ifname), jsonString(a.wg_backend),
+        a.wg_peers, a.wg_handshaken_peers, a.wg_rx_bytes, a.wg_tx_bytes, a.wg_report_ms, jsonString(a.wg_error));
     bool afirst = true;
     for (const auto& al : a.alarms) {
       if (!afirst) out += ',';
@@ -89,6 +92,13 @@ std::string ago(uint64_t thenMs, uint64_t nowMs) {
   return fmt::format("{}h ago", secs / 3600);
 }
 
+std::string bytesText(uint64_t b) {
+  if (b < 1024) return fmt::format("{} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", static_cast<double>(b) / 1024);
+  if (b < 1024ull * 1024 * 1024) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1024 * 1024));
+  return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1024.0 * 1024 * 1024));
+}
+
 }  // namespace
 
 std::string renderAgentText(const SupervisorStatus& s, uint64_t nowMs) {
@@ -111,6 +121,16 @@ std::string renderAgentText(const SupervisorStatus& s, uint64_t nowMs) {
                        a.applied_peers);
   if (!a.heartbeat_result.empty())
     out += fmt::format("  heartbeat: {} (last accepted {})\n", a.heartbeat_result, ago(a.last_heartbeat_ms, nowMs));
+  if (!a.wg_state.empty()) {
+    out += fmt::format("  wireguard: {}", a.wg_state);
+    if (!a.wg_ifname.empty()) out += fmt::format(", {} ({})", a.wg_ifname, a.wg_backend);
+    out += fmt::format(", {} peers", a.wg_peers);
+    if (a.wg_report_ms)
+      out += fmt::format(", {} with a handshake in the last 3 min, rx {} tx {} (reported {})", a.wg_handshaken_peers,
+                         bytesText(a.wg_rx_bytes), bytesText(a.wg_tx_bytes), ago(a.wg_report_ms, nowMs));
+    out += "\n";
+    if (!a.wg_error.empty()) out += fmt::format("  wireguard error: {}\n", a.wg_error);
+  }
   if (!a.last_error.empty()) out += fmt::format("  last error: {}\n", a.last_error);
   for (const auto& al : a.alarms) out += fmt::format("  ALARM {}: {}\n", al.name, al.message);
   return out;

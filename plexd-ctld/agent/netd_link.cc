@@ -1,6 +1,7 @@
 #include "plexd-ctld/agent/netd_link.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include <fmt/format.h>
@@ -37,9 +38,11 @@ void NetdLink::attach(ipc::Channel& ch) {
   status_.connected = true;
   status_.synced = false;
   keyInFlight_ = false;
+  reportInFlight_ = false;
   ch.handle<ipc::WgEvent>([this](ipc::WgEvent&& ev, UniqueFd, ipc::Reply) {
     ++status_.events;
     log::notice("netd reports a WireGuard device event", {{"detail", ev.detail}});
+    requestReport();
   });
   // Requests queue behind our hello, so they can go out before the handshake completes.
   if (!keyWaiters_.empty()) sendKeyRequest();
@@ -51,6 +54,7 @@ void NetdLink::attach(ipc::Channel& ch) {
 
 void NetdLink::detach() {
   channel_ = nullptr;
+  reportInFlight_ = false;
   ++generation_;
   status_.connected = false;
   status_.synced = false;
@@ -137,6 +141,32 @@ void NetdLink::Rotator::discard(const std::string& pending, std::function<void(R
   l_.keyCall(req, std::move(done));
 }
 
+void NetdLink::requestReport() {
+  if (!channel_ || reportInFlight_) return;
+  reportInFlight_ = true;
+  auto gen = generation_;
+  ipc::WgStatusRequest req;
+  req.with_stats = true;
+  channel_->call(req, options_.callTimeout, [this, gen, alive = alive_](Result<ipc::WgStatusReply> r) {
+    if (!*alive) return;
+    if (gen == generation_) reportInFlight_ = false;
+    if (!r) {
+      if (gen == generation_) log::debug("netd did not report the device", {{"error", r.error().text()}});
+      return;
+    }
+    status_.ifname = r->ifname;
+    status_.backend = r->backend;
+    status_.devicePeers = r->present ? r->total_peers : 0;
+    status_.handshakenPeers = r->handshaken_peers;
+    status_.rxBytes = r->rx_bytes;
+    status_.txBytes = r->tx_bytes;
+    status_.reportMs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
+    if (!r->present) status_.lastError = "the WireGuard device is missing (netd repairs it)";
+  });
+}
+
 Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {
   ipc::WgPeer out;
   auto key = base64Decode(p.publicKey);
@@ -209,6 +239,7 @@ void NetdLink::pushFull(std::vector<ipc::WgPeer> peers, Applier::Done done) {
                      status_.synced = true;
                      status_.peers = static_cast<uint32_t>(count);
                      status_.lastError.clear();
+                     requestReport();
                      done(okStatus());
                    });
                  });

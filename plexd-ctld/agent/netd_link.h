@@ -51,6 +51,13 @@ struct NetdLinkStatus {
   uint32_t peers = 0;        // peers netd holds after the last apply
   std::string lastError;
   uint64_t events = 0;       // wg_event messages from netd
+  // The last device report (requestReport), reportMs 0 = none yet.
+  std::string ifname;
+  uint32_t devicePeers = 0;
+  uint32_t handshakenPeers = 0;
+  uint64_t rxBytes = 0;
+  uint64_t txBytes = 0;
+  uint64_t reportMs = 0;
 };
 
 class NetdLink {
@@ -75,6 +82,9 @@ class NetdLink {
   void apply(const SnapshotDiff& diff, const NodeStateSnapshot& desired, Applier::Done done);
 
   const NetdLinkStatus& status() const { return status_; }
+  // Asks netd for a device report (handshakes, traffic); ctld main calls it
+  // periodically and after every full set. Ignored while a report is pending.
+  void requestReport();
   ipc::Channel* channel() { return channel_; }
 
   // The ipc peer for one snapshot peer (errors: unusable key or address).
@@ -137,6 +147,7 @@ class NetdLink {
   bool keyInFlight_ = false;
   std::deque<std::function<void()>> whenConnected_;  // key calls waiting for a channel
   NetdLinkStatus status_;
+  bool reportInFlight_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

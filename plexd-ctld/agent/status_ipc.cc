@@ -48,4 +48,16 @@ ipc::AgentStatusReply toStatusReply(const AgentStatus& s, std::string_view api) 
   return r;
 }
 
+void addWireGuardStatus(ipc::AgentStatusReply& r, const NetdLinkStatus& n) {
+  r.wg_state = !n.connected ? "disconnected" : (n.synced ? "synced" : "connected");
+  r.wg_ifname = cut(n.ifname, 16);
+  r.wg_backend = cut(n.backend, 16);
+  r.wg_peers = n.synced ? n.peers : n.devicePeers;  // the applied count is current; reports are periodic
+  r.wg_handshaken_peers = n.handshakenPeers;
+  r.wg_rx_bytes = n.rxBytes;
+  r.wg_tx_bytes = n.txBytes;
+  r.wg_report_ms = n.reportMs;
+  r.wg_error = cut(n.lastError);
+}
+
 }  // namespace plexd::ctld

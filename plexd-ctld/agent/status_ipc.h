@@ -3,11 +3,14 @@
 
 #include "ipc/ctld_apid.h"
 #include "plexd-ctld/agent/agent.h"
+#include "plexd-ctld/agent/netd_link.h"
 
 namespace plexd::ctld {
 
 // Texts are cut to the message bounds (at a UTF-8 boundary is not needed:
 // every text here is ASCII or comes from our own log vocabulary).
 ipc::AgentStatusReply toStatusReply(const AgentStatus& status, std::string_view api);
+// Adds netd's view of the WireGuard device (wg_* fields).
+void addWireGuardStatus(ipc::AgentStatusReply& reply, const NetdLinkStatus& netd);
 
 }  // namespace plexd::ctld

@@ -404,7 +404,7 @@ void NetdService::handleStatus(const ipc::WgStatusRequest& req, ipc::Reply reply
   r.backend_restarts = status_.backendRestarts;
   r.last_error = status_.lastError.substr(0, ipc::kMaxErrorTextLen);
   r.present = backend_.present();
-  if (r.present && req.limit == 0 && sync_.synced()) {
+  if (r.present && req.limit == 0 && !req.with_stats && sync_.synced()) {
     // The summary alone: the model is what the device holds (a full read
     // costs ~30 ms at 10k peers on wireguard-go).
     r.total_peers = static_cast<uint32_t>(sync_.model().size());
@@ -417,6 +417,12 @@ void NetdService::handleStatus(const ipc::WgStatusRequest& req, ipc::Reply reply
       std::sort(peers.begin(), peers.end(),
                 [](const WgPeerState& a, const WgPeerState& b) { return a.config.public_key < b.config.public_key; });
       r.total_peers = static_cast<uint32_t>(peers.size());
+      const uint64_t now = nowUnixMs();
+      for (const auto& p : peers) {
+        if (p.last_handshake_ms != 0 && p.last_handshake_ms + ipc::kWgRecentHandshakeMs >= now) ++r.handshaken_peers;
+        r.rx_bytes += p.rx_bytes;
+        r.tx_bytes += p.tx_bytes;
+      }
       for (size_t i = req.offset; i < peers.size() && r.peers.size() < req.limit; ++i) {
         ipc::WgPeerStats s;
         s.public_key = peers[i].config.public_key;

@@ -35,6 +35,13 @@ TEST_CASE("three nodes enrol, reach a full mesh and ping each other over mesh IP
   for (auto* x : all) {
     CHECK(lab.wgPeers(*x).size() == 2);
     CHECK(lab.nsExec(*x, "ip -4 addr show " + x->ifname).find(x->meshIp + "/32") != std::string::npos);
+    // What an operator sees: plexdctl status shows netd's device report.
+    std::string status;
+    MeshLab::run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl status --control-socket " + x->suite->dir() +
+                     "/supervisor.sock",
+                 &status);
+    INFO(status);
+    CHECK(status.find("wireguard: synced, " + x->ifname + " (userspace), 2 peers") != std::string::npos);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "ipc/channel.h"
 #include "ipc/socket.h"
 #include "plexd-ctld/agent/netd_link.h"
+#include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/reconcile/snapshot_diff.h"
 #include "plexd-netd/service/netd_service.h"
 #include "tests/fakes/fake_wg_backend.h"
@@ -89,6 +90,8 @@ TEST_CASE("the first apply brings the device up and sends every peer, later ones
   auto p2 = s1.peers[1];
   p2.publicKey = pubKey(22);
   s2.peers = {p2, snapPeer(3)};
+  // The device report a full set asks for has arrived (it reads the device).
+  REQUIRE(h.loop.runUntil([&] { return h.link->status().reportMs != 0; }));
   auto reads = h.dev.reads();
   auto d2 = ctld::diffSnapshots(&s1, s2);
   REQUIRE(h.apply(d2, s2));
@@ -433,4 +436,37 @@ TEST_CASE("a staging file that already holds the current key is cleaned up as a 
   CHECK(k->current == staged->pending);
   CHECK(k->pending.empty());
   CHECK_FALSE(exists(h.dir.path + "/rotation_pending_key"));
+}
+
+TEST_CASE("netd reports handshakes and traffic for ctld's status") {
+  Harness h;
+  REQUIRE(h.link->setNode("10.99.0.2", "10.99.0.0/16"));
+  ctld::NodeStateSnapshot s1;
+  s1.peers = {snapPeer(1), snapPeer(2), snapPeer(3)};
+  REQUIRE(h.apply(ctld::diffSnapshots(nullptr, s1), s1));
+  REQUIRE(h.loop.runUntil([&] { return h.link->status().reportMs != 0; }));
+  CHECK(h.link->status().devicePeers == 3);
+  CHECK(h.link->status().handshakenPeers == 0);
+  const uint64_t now = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  auto& fresh = h.dev.peers()[keyOf(s1.peers[0].publicKey)];
+  fresh.last_handshake_ms = now - 5'000;
+  fresh.rx_bytes = 1000;
+  fresh.tx_bytes = 2000;
+  auto& stale = h.dev.peers()[keyOf(s1.peers[1].publicKey)];
+  stale.last_handshake_ms = now - 600'000;  // 10 minutes ago: not connected now
+  stale.rx_bytes = 5;
+  const uint64_t before = h.link->status().reportMs;
+  h.link->requestReport();
+  REQUIRE(h.loop.runUntil([&] { return h.link->status().handshakenPeers == 1; }));
+  CHECK(h.link->status().rxBytes == 1005);
+  CHECK(h.link->status().txBytes == 2000);
+  CHECK(h.link->status().reportMs >= before);
+  ipc::AgentStatusReply r;
+  ctld::addWireGuardStatus(r, h.link->status());
+  CHECK(r.wg_state == "synced");
+  CHECK(r.wg_backend == "fake");
+  CHECK(r.wg_peers == 3);
+  CHECK(r.wg_handshaken_peers == 1);
 }

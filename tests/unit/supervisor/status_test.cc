@@ -74,6 +74,14 @@ TEST_CASE("status shows ctld's control-plane view, in text and as valid JSON") {
   a.heartbeat_result = "accepted";
   a.last_heartbeat_ms = 995'000;
   a.alarms.push_back({"unauthorized", "credential \"refused\""});
+  a.wg_state = "synced";
+  a.wg_ifname = "plexd0";
+  a.wg_backend = "userspace";
+  a.wg_peers = 3;
+  a.wg_handshaken_peers = 2;
+  a.wg_rx_bytes = 1536;
+  a.wg_tx_bytes = 3 * 1024 * 1024;
+  a.wg_report_ms = 1'000'000;
   s.agent = a;
   std::string t = renderAgentText(s, 1'005'000);
   CHECK(t.find("control plane: https://cp.example (last answer 5s ago)") != std::string::npos);
@@ -82,9 +90,13 @@ TEST_CASE("status shows ctld's control-plane view, in text and as valid JSON") {
   CHECK(t.find("events: streaming (cursor 17), 3 accepted, 1 rejected") != std::string::npos);
   CHECK(t.find("last pull: 15s ago (applied), 4 peers applied") != std::string::npos);
   CHECK(t.find("ALARM unauthorized") != std::string::npos);
+  CHECK(t.find("wireguard: synced, plexd0 (userspace), 3 peers, 2 with a handshake in the last 3 min, rx 1.5 KiB "
+               "tx 3.0 MiB (reported 5s ago)") != std::string::npos);
   std::string j = renderStatusJson(s);
   CHECK(j.find("\"agent\":{\"registration\":\"registered\"") != std::string::npos);
   CHECK(j.find("\"alarms\":{\"unauthorized\":\"credential \\\"refused\\\"\"}") != std::string::npos);
+  CHECK(j.find("\"wireguard\":{\"state\":\"synced\",\"ifname\":\"plexd0\",\"backend\":\"userspace\",\"peers\":3,"
+               "\"handshaken_peers\":2") != std::string::npos);
 
   SupervisorStatus down = sample();
   down.agent_error = "lifecycle channel not ready";
