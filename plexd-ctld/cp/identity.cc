@@ -139,10 +139,14 @@ Status IdentityStore::save(const Identity& id) const {
     auto prev = json::parse(*old);
     if (prev && prev->IsObject() && prev->HasMember("node_id") && (*prev)["node_id"].IsString() &&
         id.nodeId == (*prev)["node_id"].GetString()) {
-      for (auto& m : prev->GetObject()) {
-        std::string_view name(m.name.GetString(), m.name.GetStringLength());
-        if (d.HasMember(m.name) || std::find(std::begin(kOwned), std::end(kOwned), name) != std::end(kOwned)) continue;
-        d.AddMember(rapidjson::Value(m.name, a), rapidjson::Value(m.value, a), a);
+      // Const iterators: clang warns that rapidjson's non-const MemberIterator
+      // comparison is ambiguous under C++20's reversed operators.
+      const rapidjson::Value& pv = *prev;
+      for (auto it = pv.MemberBegin(); it != pv.MemberEnd(); ++it) {
+        std::string_view name(it->name.GetString(), it->name.GetStringLength());
+        if (d.HasMember(it->name) || std::find(std::begin(kOwned), std::end(kOwned), name) != std::end(kOwned))
+          continue;
+        d.AddMember(rapidjson::Value(it->name, a), rapidjson::Value(it->value, a), a);
       }
     }
   }
