@@ -1,4 +1,5 @@
 #include "tests/integration/mesh_lab.h"
+#include "tests/integration/process_util.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,25 +23,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void mustRun(const std::string& cmd) {
-  std::string out;
-  int rc = MeshLab::run(cmd, &out);
-  INFO("command: " << cmd << "\noutput: " << out);
-  REQUIRE(rc == 0);
-}
-
 // A test killed by a timeout cannot run its destructor: remove what a lab
 // of a process that no longer exists left behind (names carry its pid).
 void removeOrphans() {
   std::string out;
-  MeshLab::run("ip netns list", &out);
+  run("ip netns list", &out);
   std::istringstream in(out);
   std::string line;
   while (std::getline(in, line)) {
@@ -49,32 +36,15 @@ void removeOrphans() {
     std::string digits;
     for (size_t i = 3; i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])); ++i) digits += name[i];
     if (digits.empty() || ::kill(std::stoi(digits), 0) == 0) continue;
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      const std::string pid = e.path().filename().string();
-      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::string cmd = readFile("/proc/" + pid + "/cmdline");
-      if (cmd.find("wireguard-go") != std::string::npos && cmd.find("plm" + digits) != std::string::npos)
-        ::kill(std::stoi(pid), SIGKILL);
-    }
-    MeshLab::run("ip netns del " + name);
-    MeshLab::run("ip link del pxr" + digits);
+    killProcesses([&](const std::string& cmd) {
+      return cmd.find("wireguard-go") != std::string::npos && cmd.find("plm" + digits) != std::string::npos;
+    });
+    run("ip netns del " + name);
+    run("ip link del pxr" + digits);
   }
 }
 
 }  // namespace
-
-int MeshLab::run(const std::string& cmd, std::string* out) {
-  std::string full = cmd + " 2>&1";
-  FILE* p = ::popen(full.c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf{};
-  std::string text;
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
-  int st = ::pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 MeshLab::MeshLab() {
   // One mesh at a time on this host (shared /run/wireguard, CPU).
@@ -101,25 +71,10 @@ MeshLab::MeshLab() {
 }
 
 MeshLab::~MeshLab() {
-  std::vector<std::string> ifnames;
-  for (auto& n : nodes_) {
-    ifnames.push_back(n->ifname);
-    n->suite.reset();  // kills the supervisor and its daemons by pid
-  }
+  for (auto& n : nodes_) n->suite.reset();  // kills the supervisor and its daemons by pid
   // wireguard-go outlives netd by design (tunnels survive a netd restart):
   // find ours by interface name and kill them.
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string pid = e.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmd = readFile("/proc/" + pid + "/cmdline");
-    if (cmd.find("wireguard-go") == std::string::npos) continue;
-    for (const auto& ifn : ifnames) {
-      if (cmd.find(std::string(1, '\0') + ifn + std::string(1, '\0')) != std::string::npos ||
-          (cmd.size() >= ifn.size() + 1 && cmd.compare(cmd.size() - ifn.size() - 1, ifn.size(), ifn) == 0)) {
-        ::kill(std::stoi(pid), SIGKILL);
-      }
-    }
-  }
+  for (auto& n : nodes_) killWireguardGo(n->ifname);
   for (auto& n : nodes_) {
     run("ip netns del " + n->ns);
     std::error_code ec;

@@ -71,8 +71,6 @@ class MeshLab {
   void waitFullMesh(const std::vector<MeshNode*>& nodes, std::chrono::milliseconds timeout);
   // One ping (1 s deadline) from a node to an address; true when answered.
   bool ping(const MeshNode& from, const std::string& ip);
-  // Runs a command, returns its exit status and output.
-  static int run(const std::string& cmd, std::string* out = nullptr);
   std::string nsExec(const MeshNode& n, const std::string& cmd);
   // Diagnostics for a failure message: wg show, netd/ctld logs of every node.
   std::string describe();

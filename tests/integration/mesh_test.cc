@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/integration/mesh_lab.h"
+#include "tests/integration/process_util.h"
 
 using namespace plexd::test;
 using namespace std::chrono_literals;
@@ -37,7 +38,7 @@ TEST_CASE("three nodes enrol, reach a full mesh and ping each other over mesh IP
     CHECK(lab.nsExec(*x, "ip -4 addr show " + x->ifname).find(x->meshIp + "/32") != std::string::npos);
     // What an operator sees: plexdctl status shows netd's device report.
     std::string status;
-    MeshLab::run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl status --control-socket " + x->suite->dir() +
+    run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl status --control-socket " + x->suite->dir() +
                      "/supervisor.sock",
                  &status);
     INFO(status);
@@ -49,7 +50,7 @@ namespace {
 
 std::string newPeerKey() {
   std::string out;
-  REQUIRE(MeshLab::run("wg genkey | wg pubkey", &out) == 0);
+  REQUIRE(run("wg genkey | wg pubkey", &out) == 0);
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
 }
@@ -146,7 +147,7 @@ class BackgroundPing {
  public:
   BackgroundPing(const MeshNode& from, const std::string& to, int count) {
     cmd_ = "ip netns exec " + from.ns + " ping -n -i 0.1 -W 1 -c " + std::to_string(count) + " " + to;
-    thread_ = std::thread([this] { MeshLab::run(cmd_, &out_); });
+    thread_ = std::thread([this] { run(cmd_, &out_); });
   }
   ~BackgroundPing() {
     if (thread_.joinable()) thread_.join();
@@ -226,7 +227,7 @@ TEST_CASE("drift is repaired: a peer removed by hand comes back, a deleted inter
   const std::string bKey = lab.wgPublicKey(b);
 
   SECTION("a peer removed with wg set") {
-    REQUIRE(MeshLab::run("ip netns exec " + a.ns + " wg set " + a.ifname + " peer " + bKey + " remove") == 0);
+    REQUIRE(run("ip netns exec " + a.ns + " wg set " + a.ifname + " peer " + bKey + " remove") == 0);
     REQUIRE_FALSE(lab.wgPeers(a).count(bKey));
     // netd reads the device back every 10 s.
     auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -237,7 +238,7 @@ TEST_CASE("drift is repaired: a peer removed by hand comes back, a deleted inter
     CHECK(lab.log(a).find("repaired drift on the WireGuard device") != std::string::npos);
   }
   SECTION("the interface deleted") {
-    REQUIRE(MeshLab::run("ip netns exec " + a.ns + " ip link del " + a.ifname) == 0);
+    REQUIRE(run("ip netns exec " + a.ns + " ip link del " + a.ifname) == 0);
     // The link monitor sees it at once; netd recreates device, key, address, route, peers.
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!lab.wgPeers(a).count(bKey) ||
@@ -254,7 +255,7 @@ namespace {
 
 std::string fileText(const std::string& path) {
   std::string out;
-  MeshLab::run("cat " + path, &out);
+  run("cat " + path, &out);
   return out;
 }
 

@@ -39,9 +39,11 @@
 #include "common/fd.h"
 #include "common/privileges.h"
 #include "supervisor_suite.h"
+#include "tests/integration/process_util.h"
 
 using namespace std::chrono_literals;
 using plexd::UniqueFd;
+using namespace plexd::test;
 using plexd::test::expectedUser;
 using plexd::test::plexdUsersExist;
 using plexd::test::uidOf;
@@ -55,67 +57,10 @@ const std::string kWireguardGo = "/usr/bin/wireguard-go";
 // Our names: prefix + pid (interface and namespace alike; ≤ 15 characters).
 const std::string kPrefix = "pxc";
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs a shell command; stdout and stderr together into *out.
-int run(const std::string& cmd, std::string* out = nullptr) {
-  std::string full = cmd + " 2>&1";
-  FILE* p = ::popen(full.c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf{};
-  std::string text;
-  size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) text.append(buf.data(), n);
-  int st = ::pclose(p);
-  if (out) *out = text;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-void mustRun(const std::string& cmd) {
-  std::string out;
-  int rc = run(cmd, &out);
-  INFO("command: " << cmd << "\noutput: " << out);
-  REQUIRE(rc == 0);
-}
-
-// For things with no event to wait on (a log line being written): polls
-// pred every 20 ms until it holds or the time is up.
-bool pollUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    poll(nullptr, 0, 20);
-  }
-  return true;
-}
-
-bool isSocket(const std::string& path) {
-  struct stat st {};
-  return lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
 size_t count(const std::string& text, const std::string& needle) {
   size_t n = 0;
   for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
   return n;
-}
-
-// Kills every `wireguard-go -f <ifname>` (netd's, which outlives netd by design).
-void killWireguardGo(const std::string& ifname) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string pid = e.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string cmd = readFile("/proc/" + pid + "/cmdline");
-    const std::string tail = std::string("wireguard-go") + '\0' + "-f" + '\0' + ifname + '\0';
-    if (cmd.size() >= tail.size() && cmd.compare(cmd.size() - tail.size(), tail.size(), tail) == 0)
-      ::kill(std::stoi(pid), SIGKILL);
-  }
 }
 
 // Kills every process in the named network namespace (netd, its wireguard-go,
@@ -164,58 +109,6 @@ void removeOrphans() {
   }
 }
 
-// A child process, killed and reaped by pid when the object goes away.
-struct Child {
-  pid_t pid = -1;
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { kill(); }
-  void kill() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    pid = -1;
-  }
-  bool alive() const { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0; }
-};
-
-// fork + exec: stdin from `in` (else /dev/null), stdout to `out` (else the
-// log), stderr appended to `log`, signals unblocked, no inherited activation,
-// notify or supervisor variables; in the network namespace `netns` if valid.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log, int in = -1, int out = -1,
-            int netns = -1) {
-  std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) {
-    std::string v = *e;
-    if (v.rfind("LISTEN_", 0) == 0 || v.rfind("NOTIFY_SOCKET=", 0) == 0 || v.rfind("PLEXD_", 0) == 0) continue;
-    envs.push_back(v);
-  }
-  std::vector<std::string> args = argv;
-  std::vector<char*> ev, av;
-  for (auto& e : envs) ev.push_back(e.data());
-  ev.push_back(nullptr);
-  for (auto& a : args) av.push_back(a.data());
-  av.push_back(nullptr);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int lf = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (lf < 0 || null < 0) _exit(126);
-    if (netns >= 0 && setns(netns, CLONE_NEWNET) != 0) _exit(125);
-    dup2(in >= 0 ? in : null, STDIN_FILENO);
-    dup2(out >= 0 ? out : lf, STDOUT_FILENO);
-    dup2(lf, STDERR_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execve(av[0], av.data(), ev.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 // peer_links_probe --wg-scenario: commands to its stdin, its stdout line by line.
 class Probe {
  public:
@@ -232,7 +125,7 @@ class Probe {
     // Last: removeNamed() finds an orphaned probe by it.
     argv.push_back("--wg-scenario");
     argv.push_back(ifname);
-    child_.pid = spawn(argv, log_, r.get(), w.get());
+    child_.pid = spawn(argv, log_, {.in = r.get(), .out = w.get()});
   }
   pid_t pid() const { return child_.pid; }
 
@@ -363,7 +256,7 @@ class Lab {
     std::vector<std::string> argv = {kActivator, "--seqpacket", "--fdname=ctld", "-l", sock,
                                      kNetd,      "--config",    dir_ + "/config.yaml", "--user", expectedUser("netd")};
     if (!plexdUsersExist()) argv.push_back("--dev-user-fallback");
-    netd_.pid = spawn(argv, dir_ + "/netd.log", -1, -1, netns_.get());
+    netd_.pid = spawn(argv, dir_ + "/netd.log", {.netns = netns_.get()});
     if (!pollUntil([&] { return isSocket(sock); }, 10s))
       FAIL("systemd-socket-activate did not create " << sock << " within 10 s\n--- its log:\n" << netdLog());
     auto ctld = plexd::resolveUser(expectedUser("ctld"), 0);

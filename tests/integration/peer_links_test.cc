@@ -29,9 +29,11 @@
 #include "common/privileges.h"
 #include "ipc/socket.h"
 #include "supervisor_suite.h"
+#include "tests/integration/process_util.h"
 
 using namespace std::chrono_literals;
 using plexd::UniqueFd;
+using namespace plexd::test;
 using plexd::test::expectedUser;
 using plexd::test::plexdUsersExist;
 using plexd::test::uidOf;
@@ -42,93 +44,6 @@ const std::string kNetd = PLEXD_BINARY_DIR "/plexd-netd/plexd-netd";
 const std::string kApid = PLEXD_BINARY_DIR "/plexd-apid/plexd-apid";
 const std::string kProbe = PLEXD_BINARY_DIR "/tests/integration/peer_links_probe";
 const std::string kActivator = "/usr/bin/systemd-socket-activate";
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Polls pred every 20 ms until it holds or the time is up (for things that
-// have no event to wait on: a file appearing, a log line being written).
-bool pollUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    poll(nullptr, 0, 20);
-  }
-  return true;
-}
-
-bool isSocket(const std::string& path) {
-  struct stat st {};
-  return lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-// A child process, killed and reaped by PID when the object goes away.
-struct Child {
-  pid_t pid = -1;
-  Child() = default;
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child() { kill(); }
-  void kill() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    pid = -1;
-  }
-  bool alive() const { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0; }
-};
-
-// fork + exec with stdout to `out` (or the log), stderr appended to `log`,
-// signals unblocked, no inherited activation or supervisor variables, plus
-// `env`. `fds` go to 3, 4, ... (as systemd passes sockets); LISTEN_PID is the
-// child's own pid when LISTEN_FDS is in env.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log, int out = -1,
-            const std::vector<std::string>& env = {}, const std::vector<int>& fds = {}) {
-  std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) {
-    std::string v = *e;
-    if (v.rfind("LISTEN_", 0) == 0 || v.rfind("NOTIFY_SOCKET=", 0) == 0 || v.rfind("PLEXD_", 0) == 0) continue;
-    envs.push_back(v);
-  }
-  bool listen = false;
-  for (const auto& v : env) {
-    envs.push_back(v);
-    listen = listen || v.rfind("LISTEN_FDS=", 0) == 0;
-  }
-  if (listen) envs.push_back("LISTEN_PID=");
-  std::vector<std::string> args = argv;
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int lf = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (lf < 0) _exit(126);
-    dup2(out >= 0 ? out : lf, STDOUT_FILENO);
-    dup2(lf, STDERR_FILENO);
-    // Move the passed sockets out of the way first, then to 3, 4, ...
-    std::vector<int> moved;
-    for (int fd : fds) moved.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 100));
-    for (size_t i = 0; i < moved.size(); ++i) {
-      if (dup2(moved[i], 3 + static_cast<int>(i)) < 0) _exit(125);  // dup2 clears FD_CLOEXEC
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (listen) envs.back() = "LISTEN_PID=" + std::to_string(getpid());
-    std::vector<char*> ev;
-    for (auto& e : envs) ev.push_back(e.data());
-    ev.push_back(nullptr);
-    std::vector<char*> av;
-    for (auto& a : args) av.push_back(a.data());
-    av.push_back(nullptr);
-    execve(av[0], av.data(), ev.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 // peer_links_probe's stdout, line by line.
 class Probe {
@@ -144,7 +59,7 @@ class Probe {
       argv.push_back("--connect");
       argv.push_back(peer);
     }
-    child_.pid = spawn(argv, log_, w.get());
+    child_.pid = spawn(argv, log_, {.out = w.get()});
   }
   pid_t pid() const { return child_.pid; }
 
@@ -326,8 +241,8 @@ TEST_CASE("systemd launch: with the listener held across a netd restart, ctld's 
   REQUIRE(listener.ok());
   ownForCtld(sock);
   auto start = [&] {
-    return spawn(daemonArgs(kNetd, dir.path, "netd"), netd_log, -1, {"LISTEN_FDS=1", "LISTEN_FDNAMES=ctld"},
-                 {listener->fd()});
+    return spawn(daemonArgs(kNetd, dir.path, "netd"), netd_log,
+                 {.env = {"LISTEN_FDS=1", "LISTEN_FDNAMES=ctld"}, .fds = {listener->fd()}});
   };
   Child netd;
   netd.pid = start();
@@ -366,8 +281,8 @@ TEST_CASE("systemd launch: apid serves the node API and the ctld channel from it
   REQUIRE(ctld_listener.ok());
   ownForCtld(ctld_sock);
   Child apid;
-  apid.pid = spawn(daemonArgs(kApid, dir.path, "apid"), apid_log, -1, {"LISTEN_FDS=2", "LISTEN_FDNAMES=api:ctld"},
-                   {api.get(), ctld_listener->fd()});
+  apid.pid = spawn(daemonArgs(kApid, dir.path, "apid"), apid_log,
+                   {.env = {"LISTEN_FDS=2", "LISTEN_FDNAMES=api:ctld"}, .fds = {api.get(), ctld_listener->fd()}});
 
   Probe probe(dir.path, {"apid"});
   probe.expect("mode systemd", 10s, "ctld side did not find the channel socket");

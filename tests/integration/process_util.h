@@ -1,0 +1,59 @@
+// Small process and file helpers the integration tests share: shell
+// commands, bounded polling, children killed by pid, fork+exec with the fds,
+// environment and network namespace a daemon would get, and finding
+// wireguard-go instances by the interface they serve.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace plexd::test {
+
+std::string readFile(const std::string& path);
+
+// Runs a shell command; stdout and stderr together into *out. Its exit
+// status, or -1.
+int run(const std::string& cmd, std::string* out = nullptr);
+// run(), and REQUIRE that it succeeded (the output in the failure message).
+void mustRun(const std::string& cmd);
+
+// For things with no event to wait on (a file appearing, a log line being
+// written): polls pred every 20 ms until it holds or the time is up.
+bool pollUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+bool isSocket(const std::string& path);
+
+// A child process, killed and reaped by pid when the object goes away.
+struct Child {
+  pid_t pid = -1;
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() { kill(); }
+  void kill();
+  bool alive() const;
+};
+
+struct SpawnOptions {
+  int in = -1;                    // stdin (else /dev/null)
+  int out = -1;                   // stdout (else the log)
+  std::vector<std::string> env{}; // added; LISTEN_FDS=… also sets LISTEN_PID to the child
+  std::vector<int> fds{};         // become 3, 4, ... (as systemd passes sockets)
+  int netns = -1;                 // a network namespace fd to enter first
+};
+
+// fork + exec with stderr appended to `log`, signals unblocked and no
+// inherited activation, notify or supervisor variables (LISTEN_*,
+// NOTIFY_SOCKET, PLEXD_*).
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const SpawnOptions& options = {});
+
+// SIGKILLs every process whose NUL-separated /proc/<pid>/cmdline matches.
+void killProcesses(const std::function<bool(const std::string& cmdline)>& match);
+// Kills the `wireguard-go -f <ifname>` netd started (it outlives netd by design).
+void killWireguardGo(const std::string& ifname);
+
+}  // namespace plexd::test
