@@ -18,35 +18,17 @@
 #include "plexd-ctld/agent/netd_link.h"
 #include "plexd-netd/service/netd_service.h"
 #include "tests/fakes/fake_wg_backend.h"
+#include "tests/unit/ctld_cp/test_support.h"
+#include "tests/unit/ipc/channel_fixture.h"
 
 namespace plexd::test {
 
 using namespace std::chrono_literals;
 using netd::testing::FakeWgBackend;
 
-struct Loop {
-  sd_event* ev = nullptr;
-  Loop() { REQUIRE(sd_event_new(&ev) >= 0); }
-  ~Loop() { sd_event_unref(ev); }
-  bool runUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      REQUIRE(sd_event_run(ev, 20 * 1000) >= 0);
-    }
-    return true;
-  }
-};
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-netd-link-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+// The event loop of the IPC tests and the temp directory of the ctld tests.
+using ipc::test::Loop;
+using ctld::testing::TempDir;
 
 struct FakeLinks final : netd::LinkConfigurator {
   int calls = 0;
