@@ -197,55 +197,20 @@ void onSignal(int sig) {
   ::_exit(128 + sig);
 }
 
-// Runs argv (stdout to /dev/null unless `out` is given) and returns its wall time in ms.
-double run(const std::vector<std::string>& argv, std::string* out = nullptr) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) die("pipe");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (out != nullptr)
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-  else
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  const double t0 = monoMs();
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(pipefd[1]);
-  if (rc != 0) {
-    close(pipefd[0]);
-    die("cannot run " + argv[0]);
-  }
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
-    if (out != nullptr) out->append(buf, static_cast<size_t>(n));
-  close(pipefd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const double took = monoMs() - t0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    die(fmt::format("{} {} failed", argv[0], argv.size() > 1 ? argv[1] : ""));
-  return took;
-}
-
 // The benchmark's private network namespace, entered by the main thread
 // before any other starts (threads and children inherit it).
 class Netns {
  public:
   Netns() : name_(fmt::format("plxnetd{}", getpid())) {
-    run({"/usr/sbin/ip", "netns", "add", name_});
+    runTimed({"/usr/sbin/ip", "netns", "add", name_});
     fmt::format_to_n(g_left.netns, sizeof g_left.netns - 1, "/run/netns/{}", name_);
     UniqueFd fd(open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd || setns(fd.get(), CLONE_NEWNET) != 0) die("cannot enter network namespace " + name_);
-    run({"/usr/sbin/ip", "link", "set", "lo", "up"});
+    runTimed({"/usr/sbin/ip", "link", "set", "lo", "up"});
   }
   ~Netns() {
     try {
-      run({"/usr/sbin/ip", "netns", "del", name_});
+      runTimed({"/usr/sbin/ip", "netns", "del", name_});
       g_left.netns[0] = '\0';
     } catch (...) {  // NOLINT: best effort at exit
     }
@@ -725,12 +690,6 @@ std::string confText(const std::string& privB64, const Inputs& in) {
   return t;
 }
 
-void writeFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text;
-  if (!f) die("cannot write " + path);
-}
-
 netd::WgPeerConfig asConfig(const ipc::WgPeer& p) {
   netd::WgPeerConfig c = netd::toPeerConfig(p);
   netd::canonicalize(c);
@@ -849,7 +808,7 @@ class Bench {
         record(t, "drift", drift);
         driftWrites = std::max(driftWrites, drift.after.counts.writes() - drift.before.counts.writes());
         // wg syncconf of the same config on the same device: idle for it too
-        t["wg syncconf"].push_back(run({o_.wg, "syncconf", ifname_, conf}));
+        t["wg syncconf"].push_back(runTimed({o_.wg, "syncconf", ifname_, conf}));
 
         // 1-peer changes, interleaved with `wg set` doing the same
         for (int k = 0; k < o_.changes; ++k) {
@@ -862,7 +821,7 @@ class Bench {
           up.peer.endpoint = *SockAddr::parse(ep1);
           record(t, "update", change["update"].note(s.sendChanges({up})));
           t["wg update"].push_back(
-              run({o_.wg, "set", ifname_, "peer", in.keys_b64[(base + 1) % n], "endpoint", ep2}));
+              runTimed({o_.wg, "set", ifname_, "peer", in.keys_b64[(base + 1) % n], "endpoint", ep2}));
 
           const size_t x = (static_cast<size_t>(rep) * static_cast<size_t>(o_.changes) + static_cast<size_t>(k)) * 2;
           ipc::WgPeerChange add;
@@ -870,21 +829,21 @@ class Bench {
           add.peer = in.extra[x];
           record(t, "add", change["add"].note(s.sendChanges({add})));
           const auto& y = in.extra[x + 1];
-          t["wg add"].push_back(run({o_.wg, "set", ifname_, "peer", in.extra_b64[x + 1], "allowed-ips",
+          t["wg add"].push_back(runTimed({o_.wg, "set", ifname_, "peer", in.extra_b64[x + 1], "allowed-ips",
                                      y.allowed_ips[0].str(), "endpoint", y.endpoint.str()}));
 
           ipc::WgPeerChange rm;
           rm.op = ipc::WgPeerChange::Op::remove;
           rm.peer.public_key = in.extra[x].public_key;
           record(t, "remove", change["remove"].note(s.sendChanges({rm})));
-          t["wg remove"].push_back(run({o_.wg, "set", ifname_, "peer", in.extra_b64[x + 1], "remove"}));
+          t["wg remove"].push_back(runTimed({o_.wg, "set", ifname_, "peer", in.extra_b64[x + 1], "remove"}));
         }
         for (int k = 0; k < 3; ++k) {
           Sample st = s.status();
           t["status"].push_back(st.rt_ms);
           t["status cpu"].push_back(st.netd_cpu_ms);
           t["status reads"].push_back(static_cast<double>(st.after.counts.reads - st.before.counts.reads));
-          t["wg show"].push_back(run({o_.wg, "show", ifname_, "listen-port"}));
+          t["wg show"].push_back(runTimed({o_.wg, "show", ifname_, "listen-port"}));
         }
         if (rep == 0) {
           auto dev = s.readDevice();
@@ -895,10 +854,10 @@ class Bench {
       };
       auto baselineBlock = [&] {
         s.deviceUp(ifname_);
-        t["wg setconf"].push_back(run({o_.wg, "setconf", ifname_, conf}));
+        t["wg setconf"].push_back(runTimed({o_.wg, "setconf", ifname_, conf}));
         if (rep == 0) {
           std::string shown;
-          run({o_.wg, "show", ifname_, "peers"}, &shown);
+          runTimed({o_.wg, "show", ifname_, "peers"}, &shown);
           if (static_cast<size_t>(std::count(shown.begin(), shown.end(), '\n')) != n)
             fail("wg setconf left a different peer count");
         }
@@ -1117,17 +1076,6 @@ class Bench {
   bool ok_ = true;
   double heldPerPeer_ = 0, peakPerPeer_ = 0, wgPerPeer_ = 0;
 };
-
-std::vector<size_t> parseSizes(const std::string& s) {
-  std::vector<size_t> v;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t comma = s.find(',', pos);
-    v.push_back(std::stoul(s.substr(pos, comma - pos)));
-    pos = comma == std::string::npos ? s.size() : comma + 1;
-  }
-  return v;
-}
 
 int mainImpl(int argc, char** argv) {
   Options o;

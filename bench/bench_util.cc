@@ -1,6 +1,7 @@
 #include "bench/bench_util.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <malloc.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <numeric>
 #include <sstream>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -151,6 +153,58 @@ std::string num(std::optional<double> v, int decimals) { return v ? num(*v, deci
 std::string ratio(std::optional<double> a, std::optional<double> b) {
   if (!a || !b || *b <= 0) return "-";
   return fmt::format("{:.2f}x", *a / *b);
+}
+
+std::vector<size_t> parseSizes(const std::string& text) {
+  std::vector<size_t> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    out.push_back(std::stoul(text.substr(pos, comma - pos)));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+double runTimed(const std::vector<std::string>& argv, std::string* out) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));  // NOLINT: posix_spawn's signature
+  args.push_back(nullptr);
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out != nullptr)
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+  else
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  const double t0 = monoMs();
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(pipefd[1]);
+  if (rc != 0) {
+    close(pipefd[0]);
+    throw std::runtime_error("cannot run " + argv[0]);
+  }
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+    if (out != nullptr) out->append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const double took = monoMs() - t0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error(fmt::format("{} {} failed", argv[0], argv.size() > 1 ? argv[1] : ""));
+  return took;
+}
+
+void writeFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+  if (!f) throw std::runtime_error("cannot write " + path);
 }
 
 }  // namespace plexd::bench

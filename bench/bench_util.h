@@ -39,6 +39,16 @@ int64_t wallNs();
 // state), so only what `work` allocates and touches is counted.
 std::optional<long> peakRssGrowthKiB(const std::function<void()>& work);
 
+// "1000,10000" → {1000, 10000} (the --sizes option of the benchmarks).
+std::vector<size_t> parseSizes(const std::string& text);
+
+// Runs argv (stdout to /dev/null unless `out` is given) and returns its wall
+// time in ms; throws std::runtime_error when it cannot start or fails.
+double runTimed(const std::vector<std::string>& argv, std::string* out = nullptr);
+
+// Writes text to path (truncating); throws std::runtime_error on failure.
+void writeFile(const std::string& path, const std::string& text);
+
 // The current process's VmRSS in KiB (0 if unknown).
 long currentRssKiB();
 

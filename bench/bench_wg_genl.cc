@@ -44,17 +44,6 @@ struct Options {
   int reps = 0;  // 0: by size
 };
 
-std::vector<size_t> parseSizes(const std::string& s) {
-  std::vector<size_t> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    const size_t comma = std::min(s.find(',', pos), s.size());
-    out.push_back(std::stoul(s.substr(pos, comma - pos)));
-    pos = comma + 1;
-  }
-  return out;
-}
-
 // Typical mesh peers (PROTOCOL.md §11): one /32 mesh address, an IPv4
 // endpoint, keepalive 25 s, random keys (seeded: every run sees the same).
 std::vector<WgPeerOp> makeOps(size_t n) {

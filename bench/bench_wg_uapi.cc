@@ -61,50 +61,19 @@ void must(const R& r, const std::string& what) {
   if (!r.ok()) die(what + ": " + r.error().text());
 }
 
-// Runs argv (stdout to /dev/null unless `out` is given) and returns its wall time in ms.
-double run(const std::vector<std::string>& argv, std::string* out = nullptr) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) die("pipe");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (out != nullptr)
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-  else
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  const double t0 = monoMs();
-  pid_t pid = 0;
-  if (posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, args.data(), environ) != 0) die("cannot run " + argv[0]);
-  posix_spawn_file_actions_destroy(&fa);
-  close(pipefd[1]);
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
-    if (out != nullptr) out->append(buf, static_cast<size_t>(n));
-  close(pipefd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const double ms = monoMs() - t0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    die(fmt::format("{} {} failed", argv[0], argv.size() > 1 ? argv[1] : ""));
-  return ms;
-}
-
 // The benchmark's private network namespace, entered by this thread (and so
 // by every wireguard-go and `wg` it starts).
 class Netns {
  public:
   Netns() : name_(fmt::format("plxbench{}", getpid())) {
-    run({"/usr/sbin/ip", "netns", "add", name_});
+    runTimed({"/usr/sbin/ip", "netns", "add", name_});
     UniqueFd fd(open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd || setns(fd.get(), CLONE_NEWNET) != 0) die("cannot enter network namespace " + name_);
-    run({"/usr/sbin/ip", "link", "set", "lo", "up"});
+    runTimed({"/usr/sbin/ip", "link", "set", "lo", "up"});
   }
   ~Netns() {
     try {
-      run({"/usr/sbin/ip", "netns", "del", name_});
+      runTimed({"/usr/sbin/ip", "netns", "del", name_});
     } catch (...) {  // NOLINT: best effort at exit
     }
   }
@@ -145,12 +114,6 @@ std::string setconfText(const SecretBytes& priv, const PeerSet& s) {
     if (!p.endpoint.empty()) t += fmt::format("Endpoint = {}\n", p.endpoint.str());
   }
   return t;
-}
-
-void writeFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::trunc);
-  f << text;
-  if (!f) die("cannot write " + path);
 }
 
 class Bench {
@@ -236,10 +199,10 @@ class Bench {
       }
       {  // wireguard-tools on a fresh wireguard-go
         auto b = fresh();
-        t["wg full"].push_back(run({o_.wg, "setconf", ifname_, conf}));
+        t["wg full"].push_back(runTimed({o_.wg, "setconf", ifname_, conf}));
         for (int k = 0; k < 5; ++k) {
           const size_t i = (static_cast<size_t>(rep) * 7 + static_cast<size_t>(k) * 131) % n;
-          t["wg one"].push_back(run({o_.wg, "set", ifname_, "peer", peers.keys_b64[i], "endpoint",
+          t["wg one"].push_back(runTimed({o_.wg, "set", ifname_, "peer", peers.keys_b64[i], "endpoint",
                                      fmt::format("198.51.100.1:{}", 1000 + rep * 10 + k)}));
         }
         PeerSet changed = peers;
@@ -248,9 +211,9 @@ class Bench {
               *SockAddr::parse(fmt::format("198.51.100.2:{}", 2000 + rep * 100 + static_cast<int>(i)));
         const std::string sync = dir_ + "/syncconf.conf";
         writeFile(sync, setconfText(priv_, changed));
-        t["wg hundred"].push_back(run({o_.wg, "syncconf", ifname_, sync}));
+        t["wg hundred"].push_back(runTimed({o_.wg, "syncconf", ifname_, sync}));
         std::string shown;
-        t["wg read"].push_back(run({o_.wg, "showconf", ifname_}, &shown));
+        t["wg read"].push_back(runTimed({o_.wg, "showconf", ifname_}, &shown));
         if (static_cast<size_t>(std::count(shown.begin(), shown.end(), '[')) != n + 1)
           die("wg showconf shows a different peer count");
         must(b->destroy(), "destroy");
@@ -342,17 +305,6 @@ class Bench {
   std::string ifname_;
   SecretBytes priv_;
 };
-
-std::vector<size_t> parseSizes(const std::string& s) {
-  std::vector<size_t> v;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t comma = s.find(',', pos);
-    v.push_back(std::stoul(s.substr(pos, comma - pos)));
-    pos = comma == std::string::npos ? s.size() : comma + 1;
-  }
-  return v;
-}
 
 int mainImpl(int argc, char** argv) {
   Options o;

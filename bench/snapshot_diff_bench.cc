@@ -209,18 +209,6 @@ int run(const Options& o) {
   return 0;
 }
 
-std::vector<size_t> parseSizes(const std::string& text) {
-  std::vector<size_t> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    out.push_back(std::stoul(text.substr(pos, comma - pos)));
-    pos = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
 }  // namespace plexd::bench
 
