@@ -6,6 +6,7 @@
 
 #include "ipc/ctld_apid.h"
 #include "ipc/ctld_netd.h"
+#include "ipc/ctld_netd_fw.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::ipc {
@@ -78,6 +79,11 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
     s.permissions.push_back(permit<WgStatusRequest>({Peer::ctld}));
     s.permissions.push_back(permit<WgStatusReply>({Peer::netd}));
     s.permissions.push_back(permit<WgEvent>({Peer::netd}));
+    s.permissions.push_back(permit<FwPolicy>({Peer::ctld}));
+    s.permissions.push_back(permitSetItem<FwRule>({Peer::ctld}));
+    s.permissions.push_back(permit<FwStatusRequest>({Peer::ctld}));
+    s.permissions.push_back(permit<FwStatusReply>({Peer::netd}));
+    s.permissions.push_back(permit<FwEvent>({Peer::netd}));
   }
   return s;
 }

@@ -62,6 +62,12 @@ enum class MsgType : uint16_t {
   wg_key_stage = 75,
   wg_key_commit = 76,
   wg_key_discard = 77,
+  // ctld <-> netd firewall, ipc/ctld_netd_fw.h
+  fw_policy = 78,
+  fw_rule = 79,
+  fw_status_request = 80,
+  fw_status_reply = 81,
+  fw_event = 82,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;

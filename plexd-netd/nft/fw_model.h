@@ -1,0 +1,104 @@
+// The firewall as netd keeps it: plexd's table `inet plexd` described by the
+// compiled ruleset from ctld (ipc/ctld_netd_fw.h), turned into the keys of
+// nftables interval maps. Pure data, no kernel access: nft_batch.h turns a
+// model (or the difference of two) into one nftables transaction.
+//
+// Table layout (rule count independent of the number of rules and peers,
+// GOALS NF4):
+//
+//   table inet plexd
+//     chain input    hook input   priority -10, policy accept: iifname <if> jump <chain>
+//     chain forward  hook forward priority -10, policy accept: iifname <if> jump <chain>
+//     chain <chain>  (policy.chain_name, default plexd-mesh)
+//       ct state established,related accept
+//       per segment s, per family f (4, 6):
+//         nfproto f  saddr . daddr . l4proto . th dport  vmap @p<f>_<s>   (tcp/udp rules)
+//         nfproto f  l4proto icmp|icmpv6  saddr . daddr  vmap @i<f>_<s>
+//         nfproto f  saddr . daddr                      vmap @a<f>_<s>   (protocol any)
+//       counter drop            (counter accept for a null policy with on_null: allow)
+//
+// Map keys are concatenations with intervals (the kernel's pipapo sets):
+// every field padded to 4 bytes, prefixes as [network, broadcast], port
+// ranges as [from, to], the protocol as an exact value.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "ipc/ctld_netd_fw.h"
+
+namespace plexd::netd::nft {
+
+inline constexpr std::string_view kTableName = "plexd";  // family inet
+inline constexpr std::string_view kInputChain = "input";
+inline constexpr std::string_view kForwardChain = "forward";
+inline constexpr int kChainPriority = -10;  // before the filter priority (0) of iptables-nft, ufw, firewalld
+inline constexpr size_t kMapsPerSegment = 6;
+inline constexpr size_t kMaxKeyLen = 40;  // v6 . v6 . proto . port
+
+struct FwMapId {
+  uint16_t segment = 0;
+  uint8_t family = 4;  // 4 or 6
+  ipc::FwClass cls = ipc::FwClass::ports;
+  // Position in FwModel::maps.
+  size_t slot() const;
+  static FwMapId fromSlot(size_t slot);
+  std::string name() const;  // "p4_0", "i6_3", "a4_1"
+  uint32_t keyLen() const;
+  // nftables concatenated datatype id and field lengths (for the set header).
+  uint32_t keyType() const;
+  std::vector<uint8_t> fieldLengths() const;
+};
+
+struct FwElement {
+  std::array<uint8_t, kMaxKeyLen> key{};
+  std::array<uint8_t, kMaxKeyLen> keyEnd{};
+  uint8_t keyLen = 0;
+  ipc::FwVerdict verdict = ipc::FwVerdict::drop;
+  uint32_t index = 0;  // the control plane's rule index (messages only; not part of the identity)
+
+  // Ordered and compared by key range, then verdict.
+  bool operator<(const FwElement& o) const;
+  bool sameKey(const FwElement& o) const { return key == o.key && keyEnd == o.keyEnd && keyLen == o.keyLen; }
+  bool operator==(const FwElement& o) const { return sameKey(o) && verdict == o.verdict; }
+};
+
+// The element of one compiled rule, or an error for a rule that breaks the
+// model (validate() already ran).
+FwElement toElement(const ipc::FwRule& rule);
+
+struct FwModel {
+  std::string ifname;
+  std::string chain;
+  ipc::FwVerdict defaultVerdict = ipc::FwVerdict::drop;
+  uint16_t segments = 0;
+  std::string revision;
+  std::string fingerprint;
+  std::vector<std::vector<FwElement>> maps;  // segments * kMapsPerSegment, each sorted
+
+  size_t elements() const;
+  // Chains, rules and maps identical (only map contents may differ).
+  bool sameStructure(const FwModel& o) const;
+  // Rules in plexd's chains: 2 jumps + established + 6 per segment + default.
+  uint32_t chainRules() const { return static_cast<uint32_t>(2 + 1 + segments * kMapsPerSegment + 1); }
+};
+
+// Builds the model of a compiled ruleset. Fails (naming the rule) when a rule
+// lies outside the announced segments or two rules of one map have the same
+// key: a ctld bug the kernel would refuse anyway.
+Result<FwModel> buildModel(const ipc::FwPolicy& header, const std::vector<ipc::FwRule>& rules, std::string ifname,
+                           std::string chain);
+
+struct MapDiff {
+  size_t slot = 0;
+  std::vector<FwElement> remove;  // removed keys, and keys whose verdict changed
+  std::vector<FwElement> add;
+};
+// Element changes turning `from` into `to`; both must have the same structure.
+std::vector<MapDiff> diffModels(const FwModel& from, const FwModel& to);
+
+}  // namespace plexd::netd::nft

@@ -1,0 +1,423 @@
+// plexd-netd/nft against the real kernel and real packets. Root only.
+//
+// Each test case runs in a network namespace of its own (unshare for this
+// thread, as in netd_route_test): the firewall's side "B". Where packets
+// matter, a second namespace "A" (ip netns add, removed by the fixture) is
+// joined to B by a veth pair whose B end carries the mesh interface's name,
+// so traffic from A arrives on it exactly like traffic from a WireGuard peer.
+// `nft` is the independent witness of what the kernel holds; TCP connects
+// and ping from A show what a user would notice.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/event.h"
+#include "common/fd.h"
+#include "plexd-netd/nft/firewall.h"
+
+using namespace plexd;
+using namespace plexd::netd::nft;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string run(const std::string& cmd, int* rc = nullptr) {
+  std::string full = cmd + " 2>&1";
+  FILE* f = popen(full.c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (rc) {
+    *rc = code;
+  } else {
+    INFO(cmd << " ->\n" << out);
+    REQUIRE(code == 0);
+  }
+  return out;
+}
+
+class FreshNetns {
+ public:
+  FreshNetns() {
+    original_.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!original_) FAIL("cannot open /proc/thread-self/ns/net: " << std::strerror(errno));
+    if (unshare(CLONE_NEWNET) != 0) FAIL("unshare(CLONE_NEWNET): " << std::strerror(errno) << " (needs root)");
+    run("ip link set lo up");
+  }
+  ~FreshNetns() {
+    if (setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
+  }
+  FreshNetns(const FreshNetns&) = delete;
+  FreshNetns& operator=(const FreshNetns&) = delete;
+
+ private:
+  UniqueFd original_;
+};
+
+// Namespace A joined to this thread's namespace (B) by veth: B's end is
+// named `ifname` (the "mesh interface"), with static neighbours so IPv6
+// needs no neighbour discovery through the firewall.
+class PeerNamespace {
+ public:
+  explicit PeerNamespace(const std::string& ifname) : name_("pxfw-a-" + std::to_string(::getpid())) {
+    run("ip netns del " + name_ + " 2>/dev/null || true");
+    run("ip netns add " + name_);
+    run("ip link add " + ifname + " type veth peer name pxa0");
+    run("ip link set pxa0 netns " + name_);
+    run("ip addr add 10.77.0.2/24 dev " + ifname);
+    run("ip addr add fd77::2/64 dev " + ifname + " nodad");
+    run("ip link set " + ifname + " up");
+    run("ip -n " + name_ + " link set lo up");
+    run("ip -n " + name_ + " addr add 10.77.0.1/24 dev pxa0");
+    run("ip -n " + name_ + " addr add fd77::1/64 dev pxa0 nodad");
+    run("ip -n " + name_ + " link set pxa0 up");
+    // (/sys shows the namespace the mount was made in: ask ip.)
+    std::string macB = trim(run("ip -br link show dev " + ifname + " | awk '{print $3}'"));
+    std::string macA = trim(run("ip -n " + name_ + " -br link show dev pxa0 | awk '{print $3}'"));
+    run("ip neigh replace 10.77.0.1 lladdr " + macA + " dev " + ifname + " nud permanent");
+    run("ip neigh replace fd77::1 lladdr " + macA + " dev " + ifname + " nud permanent");
+    run("ip -n " + name_ + " neigh replace 10.77.0.2 lladdr " + macB + " dev pxa0 nud permanent");
+    run("ip -n " + name_ + " neigh replace fd77::2 lladdr " + macB + " dev pxa0 nud permanent");
+    fd_.reset(::open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd_);
+  }
+  ~PeerNamespace() {
+    int rc = 0;
+    run("ip netns del " + name_, &rc);
+  }
+  PeerNamespace(const PeerNamespace&) = delete;
+  PeerNamespace& operator=(const PeerNamespace&) = delete;
+
+  // TCP connect from A: "connected", "refused" or "timeout" (the firewall
+  // dropped the SYN). 700 ms is far above a veth round trip.
+  std::string connect(const std::string& addr, uint16_t port) const {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (setns(fd_.get(), CLONE_NEWNET) != 0) _exit(10);
+      const bool v6 = addr.find(':') != std::string::npos;
+      int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      sockaddr_storage ss{};
+      socklen_t len = 0;
+      if (v6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
+        len = sizeof(*a);
+      } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
+        len = sizeof(*a);
+      }
+      ::connect(s, reinterpret_cast<sockaddr*>(&ss), len);
+      pollfd p{s, POLLOUT, 0};
+      if (poll(&p, 1, 700) <= 0) _exit(1);
+      int err = 0;
+      socklen_t el = sizeof(err);
+      getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
+      _exit(err == 0 ? 0 : err == ECONNREFUSED ? 2 : 3);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return code == 0 ? "connected" : code == 1 ? "timeout" : code == 2 ? "refused" : "error " + std::to_string(code);
+  }
+
+  bool ping(const std::string& addr) const {
+    int rc = 0;
+    run("ip netns exec " + name_ + " ping -c 1 -W 1 " + addr, &rc);
+    return rc == 0;
+  }
+
+ private:
+  static std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+  std::string name_;
+  UniqueFd fd_;
+};
+
+// A listening TCP socket in this thread's namespace (on all addresses).
+UniqueFd listenOn(uint16_t port) {
+  UniqueFd s(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(s);
+  int zero = 0, one = 1;
+  setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(port);
+  a.sin6_addr = in6addr_any;
+  REQUIRE(bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(s.get(), 16) == 0);
+  return s;
+}
+
+ipc::FwRule rule(uint32_t index, uint16_t segment, ipc::FwProto proto, const std::string& src, const std::string& dst,
+                 uint16_t from, uint16_t to, ipc::FwVerdict v) {
+  ipc::FwRule r;
+  r.index = index;
+  r.segment = segment;
+  r.proto = proto;
+  r.source = *IpPrefix::parse(src);
+  r.destination = *IpPrefix::parse(dst);
+  r.port_from = from;
+  r.port_to = to;
+  r.verdict = v;
+  REQUIRE(r.validate().ok());
+  return r;
+}
+
+FwModel model(const std::vector<ipc::FwRule>& rules, uint16_t segments, const std::string& ifname = "pxm0",
+              ipc::FwVerdict def = ipc::FwVerdict::drop) {
+  ipc::FwPolicy h;
+  h.default_verdict = def;
+  h.segments = segments;
+  h.rules = static_cast<uint32_t>(rules.size());
+  h.revision = "rev";
+  auto m = buildModel(h, rules, ifname, "plexd-mesh");
+  REQUIRE(m.ok());
+  return *m;
+}
+
+using ipc::FwProto;
+using ipc::FwVerdict;
+
+std::vector<ipc::FwRule> webOnly() {
+  return {rule(0, 0, FwProto::tcp, "10.77.0.1/32", "10.77.0.2/32", 8080, 8080, FwVerdict::accept),
+          rule(1, 0, FwProto::tcp, "fd77::1/128", "fd77::2/128", 8080, 8080, FwVerdict::accept)};
+}
+
+std::string goldenPath(const std::string& name) {
+  return std::string(PLEXD_SOURCE_DIR) + "/tests/golden/nft/" + name;
+}
+
+}  // namespace
+
+TEST_CASE("the kernel holds plexd's table as nft prints it (golden)", "[netd][nft]") {
+  FreshNetns ns;
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  std::vector<ipc::FwRule> rules = {
+      rule(0, 0, FwProto::tcp, "10.0.0.1/32", "10.0.0.2/32", 8080, 8080, FwVerdict::accept),
+      rule(1, 0, FwProto::udp, "10.0.0.0/24", "10.0.0.2/32", 5000, 5100, FwVerdict::accept),
+      rule(2, 0, FwProto::icmp, "10.0.0.0/8", "10.0.0.2/32", 0, 0, FwVerdict::accept),
+      rule(3, 1, FwProto::any, "10.0.0.0/8", "0.0.0.0/0", 0, 0, FwVerdict::drop),
+      rule(4, 0, FwProto::tcp, "fd00::/64", "fd00::2/128", 22, 22, FwVerdict::accept),
+      rule(5, 0, FwProto::icmp, "fd00::/8", "fd00::2/128", 0, 0, FwVerdict::drop),
+  };
+  REQUIRE(fw.apply(model(rules, 2, "plexd0")).ok());
+  std::string listed = run("nft list table inet plexd");
+  const std::string path = goldenPath("list_representative.nft");
+  if (const char* u = std::getenv("PLEXD_UPDATE_GOLDEN"); u && std::string(u) == "1") {
+    std::ofstream(path) << listed;
+  }
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::stringstream want;
+  want << in.rdbuf();
+  INFO("nft list table inet plexd:\n" << listed);
+  CHECK(listed == want.str());
+  CHECK(fw.stats().fullRebuilds == 1);
+  auto tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK(tc->matches);
+}
+
+TEST_CASE("packets: allow tcp/8080 from A, nothing else; ICMP and IPv6 follow their rules", "[netd][nft]") {
+  FreshNetns ns;
+  PeerNamespace a("pxm0");
+  UniqueFd web = listenOn(8080), ssh = listenOn(22);
+  // Without a firewall everything connects.
+  CHECK(a.connect("10.77.0.2", 22) == "connected");
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+  CHECK(a.connect("10.77.0.2", 22) == "timeout");
+  CHECK(a.connect("fd77::2", 8080) == "connected");
+  CHECK(a.connect("fd77::2", 22) == "timeout");
+  CHECK_FALSE(a.ping("10.77.0.2"));
+  CHECK_FALSE(a.ping("fd77::2"));
+
+  // ICMP allowed for v4 only: a 1-element incremental change.
+  auto rules = webOnly();
+  rules.push_back(rule(2, 0, FwProto::icmp, "10.77.0.0/24", "10.77.0.2/32", 0, 0, FwVerdict::accept));
+  REQUIRE(fw.apply(model(rules, 1)).ok());
+  CHECK(fw.stats().incrementalApplies == 1);
+  CHECK(fw.stats().lastBatchMessages == 1);
+  CHECK(a.ping("10.77.0.2"));
+  CHECK_FALSE(a.ping("fd77::2"));
+  rules.push_back(rule(3, 0, FwProto::icmp, "fd77::/64", "fd77::2/128", 0, 0, FwVerdict::accept));
+  REQUIRE(fw.apply(model(rules, 1)).ok());
+  CHECK(a.ping("fd77::2"));
+
+  // First match wins: deny 22 from A, then allow any from the /24.
+  std::vector<ipc::FwRule> ordered = {
+      rule(0, 0, FwProto::tcp, "10.77.0.1/32", "10.77.0.2/32", 22, 22, FwVerdict::drop),
+      rule(1, 1, FwProto::any, "10.77.0.0/24", "10.77.0.0/24", 0, 0, FwVerdict::accept)};
+  REQUIRE(fw.apply(model(ordered, 2)).ok());
+  CHECK(a.connect("10.77.0.2", 22) == "timeout");
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+  CHECK(a.ping("10.77.0.2"));
+  CHECK(a.connect("fd77::2", 8080) == "timeout");  // v6 has no rule at all now
+
+  // Default accept (policy null with on_null: allow) passes everything.
+  REQUIRE(fw.apply(model({}, 0, "pxm0", FwVerdict::accept)).ok());
+  CHECK(a.connect("10.77.0.2", 22) == "connected");
+  CHECK(a.connect("fd77::2", 22) == "connected");
+  REQUIRE(fw.apply(model({}, 0)).ok());
+  CHECK(a.connect("10.77.0.2", 8080) == "timeout");
+  auto tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK(tc->droppedPackets >= 1);
+}
+
+TEST_CASE("an established connection survives a policy change that still allows it", "[netd][nft]") {
+  FreshNetns ns;
+  PeerNamespace a("pxm0");
+  UniqueFd web = listenOn(8080);
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  // A full rebuild (structure change: 2 segments) and an incremental one.
+  auto rules = webOnly();
+  rules.push_back(rule(2, 1, FwProto::any, "10.0.0.0/8", "10.0.0.0/8", 0, 0, FwVerdict::drop));
+  REQUIRE(fw.apply(model(rules, 2)).ok());
+  CHECK(fw.stats().fullRebuilds == 2);
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+}
+
+TEST_CASE("a ruleset the kernel refuses leaves the previous table in force", "[netd][nft]") {
+  FreshNetns ns;
+  PeerNamespace a("pxm0");
+  UniqueFd web = listenOn(8080);
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  // Two partially overlapping elements in one map (the compiler never does
+  // this): the kernel's interval map refuses the second.
+  std::vector<ipc::FwRule> bad = {
+      rule(0, 0, FwProto::tcp, "10.0.0.0/8", "10.77.0.2/32", 80, 90, FwVerdict::accept),
+      rule(1, 0, FwProto::tcp, "10.1.0.0/16", "10.77.0.2/32", 85, 100, FwVerdict::accept)};
+  bool rejected = false;
+  auto st = fw.apply(model(bad, 1), &rejected);
+  REQUIRE_FALSE(st.ok());
+  CHECK(rejected);
+  CHECK_THAT(st.error().text(), Contains("map p4_0") && Contains("#0 .. #1"));
+  REQUIRE(fw.applied());
+  CHECK(fw.applied()->maps[0].size() == 1);  // bookkeeping unchanged
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+  auto tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK(tc->matches);
+}
+
+TEST_CASE("drift: the monitor sees foreign changes, check() notices, rebuild() restores", "[netd][nft]") {
+  FreshNetns ns;
+  auto loop = event::newLoop();
+  REQUIRE(loop.ok());
+  std::vector<NftChange> seen;
+  auto mon = NftMonitor::open(loop->get(), [&](const NftChange& c) { seen.push_back(c); });
+  REQUIRE(mon.ok());
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  auto drain = [&] {
+    while (sd_event_run(loop->get(), 50'000) > 0) {
+    }
+  };
+  drain();
+  REQUIRE_FALSE(seen.empty());
+  for (const auto& c : seen) CHECK((c.portid == fw.portid() || c.overrun));
+  seen.clear();
+
+  run("nft delete table inet plexd");
+  drain();
+  bool foreignDelete = false;
+  for (const auto& c : seen)
+    if (c.portid != fw.portid() && c.msgType == NFT_MSG_DELTABLE && c.table == "plexd") foreignDelete = true;
+  CHECK(foreignDelete);
+  auto tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK_FALSE(tc->present);
+  REQUIRE(fw.rebuild().ok());
+  tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK(tc->matches);
+
+  run("nft flush chain inet plexd plexd-mesh");
+  tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK_FALSE(tc->matches);
+  CHECK_THAT(tc->mismatch, Contains("plexd-mesh"));
+  REQUIRE(fw.rebuild().ok());
+  CHECK(run("nft list table inet plexd").find("8080") != std::string::npos);
+}
+
+TEST_CASE("foreign tables: plexd never edits them and names the ones that drop mesh traffic", "[netd][nft]") {
+  FreshNetns ns;
+  // Like Docker's iptables-nft FORWARD policy and a ufw-style input chain.
+  const std::string file = "/tmp/plexd-nft-foreign-" + std::to_string(::getpid()) + ".nft";
+  std::ofstream(file) << "table ip filter {\n"
+      "  chain FORWARD { type filter hook forward priority 0; policy drop; }\n"
+      "  chain INPUT { type filter hook input priority 0; policy accept;\n"
+      "    iifname \"eth9\" drop\n"
+      "    iifname \"plexd0\" tcp dport 25 drop\n"
+      "  }\n"
+      "}\n"
+      "table inet other {\n"
+      "  chain in { type filter hook input priority -50; policy accept; iifname \"plexd0\" accept; drop; }\n"
+      "}\n";
+  run("nft -f " + file);
+  std::filesystem::remove(file);
+  const std::string before = run("nft list table ip filter") + run("nft list table inet other");
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1, "plexd0")).ok());
+  auto found = fw.foreign("plexd0");
+  REQUIRE(found.ok());
+  std::string all;
+  for (const auto& f : *found) all += f + "\n";
+  INFO(all);
+  CHECK(found->size() == 2);
+  CHECK_THAT(all, Contains("ip filter FORWARD (hook forward, priority 0, after plexd): policy drop"));
+  CHECK_THAT(all, Contains("ip filter INPUT (hook input, priority 0, after plexd): rule handle") &&
+                      Contains("may drop mesh traffic"));
+  CHECK(all.find("inet other") == std::string::npos);  // accepts plexd0 first
+  CHECK(all.find("eth9") == std::string::npos);
+  CHECK(run("nft list table ip filter") + run("nft list table inet other") == before);
+  REQUIRE(fw.removeTable().ok());
+  CHECK(run("nft list tables").find("plexd") == std::string::npos);
+  CHECK(run("nft list tables").find("filter") != std::string::npos);
+}
