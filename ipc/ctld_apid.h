@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/ctld_netd_fw.h"
 #include "ipc/messages.h"
 
 namespace plexd::ipc {
@@ -58,6 +59,21 @@ struct AgentStatusReply {
   uint64_t wg_tx_bytes = 0;
   uint64_t wg_report_ms = 0;              // when netd last reported (Unix ms)
   std::string wg_error;
+  // The firewall (network policy) as ctld applied it and netd last reported
+  // it (fw_state "" = no policy applier).
+  std::string fw_state;                   // waiting | applied | rejected | error | disabled
+  bool fw_null_policy = false;
+  std::string fw_revision;
+  uint32_t fw_rules = 0;
+  uint32_t fw_log_rules = 0;
+  uint32_t fw_skipped_rules = 0;
+  uint16_t fw_segments = 0;
+  std::string fw_default;                 // drop | accept
+  uint64_t fw_drift_repairs = 0;
+  uint64_t fw_dropped_packets = 0;
+  uint64_t fw_report_ms = 0;
+  std::string fw_error;
+  std::vector<FwFinding> fw_foreign;      // other tables that would drop mesh traffic
   template <class V>
   void fields(V& v) {
     v(registration, "registration", Max{32});
@@ -87,6 +103,19 @@ struct AgentStatusReply {
     v(wg_tx_bytes, "wg_tx_bytes");
     v(wg_report_ms, "wg_report_ms");
     v(wg_error, "wg_error", Max{kMaxStatusText});
+    v(fw_state, "fw_state", Max{32});
+    v(fw_null_policy, "fw_null_policy");
+    v(fw_revision, "fw_revision", Max{64});
+    v(fw_rules, "fw_rules");
+    v(fw_log_rules, "fw_log_rules");
+    v(fw_skipped_rules, "fw_skipped_rules");
+    v(fw_segments, "fw_segments");
+    v(fw_default, "fw_default", Max{16});
+    v(fw_drift_repairs, "fw_drift_repairs");
+    v(fw_dropped_packets, "fw_dropped_packets");
+    v(fw_report_ms, "fw_report_ms");
+    v(fw_error, "fw_error", Max{kMaxStatusText});
+    v(fw_foreign, "fw_foreign", Max{kMaxFwFindings});
   }
 };
 

@@ -22,6 +22,7 @@
 #include "plexd-ctld/agent/agent.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/netd_link.h"
+#include "plexd-ctld/agent/policy_link.h"
 #include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/events/verify_envelopes_cli.h"
 #include "plexd-supervisor/peer_links.h"
@@ -90,12 +91,25 @@ int main(int argc, char** argv) {
   ctld::NetdLink netd(netdOptions, [&agentPtr]() -> const ctld::NodeStateSnapshot* {
     return agentPtr ? agentPtr->lastApplied() : nullptr;
   });
-  (*links)->onPeerChannel([&answerStatus, &netd](ipc::Peer peer, ipc::Channel& ch) {
-    if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
-    if (peer == ipc::Peer::netd) netd.attach(ch);
+  // The network policy (§12), programmed by netd; pushed before the peers on
+  // every netd channel so a device never has peers without its firewall.
+  ctld::PolicyLinkOptions policyOptions;
+  policyOptions.onNull = config->policy.onNull;
+  ctld::PolicyLink policy(policyOptions, [&agentPtr]() -> const ctld::NodeStateSnapshot* {
+    return agentPtr ? agentPtr->lastApplied() : nullptr;
   });
-  (*links)->onPeerClosed([&netd](ipc::Peer peer, std::uint32_t, const Error&) {
-    if (peer == ipc::Peer::netd) netd.detach();
+  const bool policyEnabled = config->policy.enabled;
+  (*links)->onPeerChannel([&answerStatus, &netd, &policy, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
+    if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
+    if (peer == ipc::Peer::netd) {
+      if (policyEnabled) policy.attach(ch);
+      netd.attach(ch);
+    }
+  });
+  (*links)->onPeerClosed([&netd, &policy](ipc::Peer peer, std::uint32_t, const Error&) {
+    if (peer != ipc::Peer::netd) return;
+    policy.detach();
+    netd.detach();
   });
   if (auto* lc = (*links)->lifecycle()) lc->lifecycleChannel().handle<ipc::AgentStatusRequest>(answerStatus);
 
@@ -126,6 +140,7 @@ int main(int argc, char** argv) {
   });
   agentPtr = &agent;
   if (!standalone) {
+    if (policyEnabled) agent.addApplier(policy.applier());
     agent.addApplier(netd.applier());
     agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
   }
@@ -133,16 +148,18 @@ int main(int argc, char** argv) {
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
   });
-  statusNow = [&agent, &netd, standalone, api = config->api.baseUrl] {
+  statusNow = [&agent, &netd, &policy, standalone, policyEnabled, api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     if (!standalone) ctld::addWireGuardStatus(r, netd.status());
+    if (!standalone && policyEnabled) ctld::addFirewallStatus(r, policy.status());
     return r;
   };
   // netd's device report (handshakes, traffic) for status, every 30 s.
   event::Source reportTimer;
   if (!standalone) {
-    auto t = event::addTimer((*daemon)->loop(), CLOCK_MONOTONIC, 30'000'000, [&netd, &reportTimer] {
+    auto t = event::addTimer((*daemon)->loop(), CLOCK_MONOTONIC, 30'000'000, [&netd, &policy, &reportTimer] {
       netd.requestReport();
+      policy.requestReport();
       (void)event::rearmTimer(reportTimer.get(), 30'000'000);
     });
     if (!t) return startupFailed("timer", t.error());

@@ -1,8 +1,8 @@
-// plexd-netd: WireGuard, addresses and routes (nftables later); the only
+// plexd-netd: WireGuard, addresses, routes and plexd's nftables table; the only
 // daemon with CAP_NET_ADMIN + CAP_NET_RAW. Start-up per STYLE.md "main is
 // short": privileged resources, drop privileges, lock down, read the kernel
 // state (adopt an existing device), READY, loop. The work lives in
-// plexd-netd/{wg,route,service}.
+// plexd-netd/{wg,route,nft,service}.
 #include <fcntl.h>
 #include <linux/capability.h>
 
@@ -15,6 +15,8 @@
 #include "plexd-netd/route/link_monitor.h"
 #include "plexd-netd/route/mesh_interface.h"
 #include "plexd-netd/route/rtnl.h"
+#include "plexd-netd/nft/firewall.h"
+#include "plexd-netd/service/fw_service.h"
 #include "plexd-netd/service/netd_service.h"
 #include "plexd-netd/wg/genl_backend.h"
 #include "plexd-netd/wg/uapi_backend.h"
@@ -82,6 +84,8 @@ int main(int argc, char** argv) {
   UniqueFd tun = wg.backend == WireguardBackend::kernel ? UniqueFd() : takeTunFd();
   auto rtnl = Rtnl::open();
   if (!rtnl) return startupFailed("rtnetlink", rtnl.error());
+  auto nftSock = nft::NftSocket::open();
+  if (!nftSock) return startupFailed("nftables", nftSock.error());
   // 2. Drop privileges, keeping exactly the two network capabilities.
   if (auto r = dropPrivilegesIfRoot(*args, capMask({CAP_NET_ADMIN, CAP_NET_RAW})); !r)
     return startupFailed("drop privileges", r.error());
@@ -126,9 +130,26 @@ int main(int argc, char** argv) {
   service = &svc;
   if (auto st = svc.start(); !st) return startupFailed("WireGuard device", st.error());
   Daemon* d = daemon->get();
-  svc.onStatusChanged([d, &svc] { d->status(svc.statusLine()); });
 
-  // 5. Link events: a deleted or changed mesh interface is repaired at once.
+  // 5. The firewall (plexd's nftables table) and its change monitor.
+  nft::Firewall firewall(*nftSock);
+  FwServiceOptions fo;
+  fo.enabled = config->policy.enabled;
+  fo.ifname = wg.interfaceName;
+  fo.chain = config->policy.chainName;
+  FirewallService fwsvc(loop, fo, firewall);
+  if (auto st = fwsvc.start(); !st) return startupFailed("firewall", st.error());
+  std::unique_ptr<nft::NftMonitor> nftMonitor;
+  if (fo.enabled) {
+    auto m = nft::NftMonitor::open(loop, [&fwsvc](const nft::NftChange& c) { fwsvc.onChange(c); });
+    if (!m) return startupFailed("nftables monitor", m.error());
+    nftMonitor = std::move(*m);
+  }
+  auto statusLine = [&svc, &fwsvc] { return svc.statusLine() + "; " + fwsvc.statusLine(); };
+  svc.onStatusChanged([d, statusLine] { d->status(statusLine()); });
+  fwsvc.onStatusChanged([d, statusLine] { d->status(statusLine()); });
+
+  // 6. Link events: a deleted or changed mesh interface is repaired at once.
   auto monitor = LinkMonitor::open(loop, wg.interfaceName, [&svc](const LinkEvent& ev) {
     if (ev.kind == LinkEvent::Kind::deleted) return svc.deviceLost("interface deleted");
     if (ev.kind == LinkEvent::Kind::appeared || ev.kind == LinkEvent::Kind::up) return;
@@ -136,15 +157,18 @@ int main(int argc, char** argv) {
   });
   if (!monitor) return startupFailed("link monitor", monitor.error());
 
-  // 6. The ctld channel: from the supervisor or systemd's socket named ctld.
+  // 7. The ctld channel: from the supervisor or systemd's socket named ctld.
   auto plinks = supervisor::PeerLinks::create(**daemon, ipc::Peer::netd, supervisor::peerLinksOptions(*config, *args));
   if (!plinks) return startupFailed("peer channels", plinks.error());
   supervisor::PeerLinks* pl = plinks->get();
   svc.setCtldChannel([pl] { return pl->peer(ipc::Peer::ctld); });
-  pl->onPeerChannel([&svc](ipc::Peer peer, ipc::Channel& ch) {
-    if (peer == ipc::Peer::ctld) svc.attach(ch);
+  fwsvc.setCtldChannel([pl] { return pl->peer(ipc::Peer::ctld); });
+  pl->onPeerChannel([&svc, &fwsvc](ipc::Peer peer, ipc::Channel& ch) {
+    if (peer != ipc::Peer::ctld) return;
+    svc.attach(ch);
+    fwsvc.attach(ch);
   });
-  (*daemon)->ready(svc.statusLine());
+  (*daemon)->ready(statusLine());
   int rc = (*daemon)->run();
   service = nullptr;
   return rc;

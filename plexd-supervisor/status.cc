@@ -60,13 +60,23 @@ std::string renderStatusJson(const SupervisorStatus& s) {
         "\"applied_peers\":{},\"stream_state\":{},\"stream_cursor\":{},\"events_accepted\":{},"
         "\"events_rejected\":{},\"last_heartbeat_ms\":{},\"heartbeat_result\":{},\"last_error\":{},"
         "\"wireguard\":{{\"state\":{},\"ifname\":{},\"backend\":{},\"peers\":{},\"handshaken_peers\":{},"
-        "\"rx_bytes\":{},\"tx_bytes\":{},\"report_ms\":{},\"error\":{}}},\"alarms\":{{",
+        "\"rx_bytes\":{},\"tx_bytes\":{},\"report_ms\":{},\"error\":{}}},",
         jsonString(a.registration), jsonString(a.node_id), jsonString(a.mesh_ip), jsonString(a.api),
         a.last_contact_ms, a.last_pull_ms, jsonString(a.last_pull_result), a.last_applied_ms,
         jsonString(a.applied_digest), a.applied_peers, jsonString(a.stream_state), jsonString(a.stream_cursor),
         a.events_accepted, a.events_rejected, a.last_heartbeat_ms, jsonString(a.heartbeat_result),
         jsonString(a.last_error), jsonString(a.wg_state), jsonString(a.wg_ifname), jsonString(a.wg_backend),
         a.wg_peers, a.wg_handshaken_peers, a.wg_rx_bytes, a.wg_tx_bytes, a.wg_report_ms, jsonString(a.wg_error));
+    std::string foreign = "[";
+    for (size_t i = 0; i < a.fw_foreign.size(); ++i) foreign += (i ? "," : "") + jsonString(a.fw_foreign[i].text);
+    foreign += "]";
+    out += fmt::format(
+        "\"firewall\":{{\"state\":{},\"null_policy\":{},\"revision\":{},\"rules\":{},\"log_rules\":{},"
+        "\"skipped_rules\":{},\"segments\":{},\"default\":{},\"drift_repairs\":{},\"dropped_packets\":{},"
+        "\"report_ms\":{},\"error\":{},\"foreign\":{}}},\"alarms\":{{",
+        jsonString(a.fw_state), a.fw_null_policy, jsonString(a.fw_revision), a.fw_rules, a.fw_log_rules,
+        a.fw_skipped_rules, a.fw_segments, jsonString(a.fw_default), a.fw_drift_repairs, a.fw_dropped_packets,
+        a.fw_report_ms, jsonString(a.fw_error), foreign);
     bool afirst = true;
     for (const auto& al : a.alarms) {
       if (!afirst) out += ',';
@@ -130,6 +140,24 @@ std::string renderAgentText(const SupervisorStatus& s, uint64_t nowMs) {
                          bytesText(a.wg_rx_bytes), bytesText(a.wg_tx_bytes), ago(a.wg_report_ms, nowMs));
     out += "\n";
     if (!a.wg_error.empty()) out += fmt::format("  wireguard error: {}\n", a.wg_error);
+  }
+  if (!a.fw_state.empty()) {
+    out += fmt::format("  firewall: {}", a.fw_state);
+    if (a.fw_state == "applied" || a.fw_segments > 0 || a.fw_rules > 0) {
+      if (a.fw_null_policy) {
+        out += fmt::format(", no policy from the control plane (default {})", a.fw_default);
+      } else {
+        out += fmt::format(", revision {}, {} rules in {} segment(s), default {}", a.fw_revision, a.fw_rules,
+                           a.fw_segments, a.fw_default);
+      }
+      if (a.fw_log_rules) out += fmt::format(", {} log rules skipped", a.fw_log_rules);
+      if (a.fw_skipped_rules) out += fmt::format(", {} rules skipped", a.fw_skipped_rules);
+    }
+    if (a.fw_report_ms) out += fmt::format(", {} packets dropped", a.fw_dropped_packets);
+    if (a.fw_drift_repairs) out += fmt::format(", {} drift repairs", a.fw_drift_repairs);
+    out += "\n";
+    if (!a.fw_error.empty()) out += fmt::format("  firewall error: {}\n", a.fw_error);
+    for (const auto& f : a.fw_foreign) out += fmt::format("  firewall warning: {}\n", f.text);
   }
   if (!a.last_error.empty()) out += fmt::format("  last error: {}\n", a.last_error);
   for (const auto& al : a.alarms) out += fmt::format("  ALARM {}: {}\n", al.name, al.message);

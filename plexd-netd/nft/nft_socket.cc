@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <set>
 #include <vector>
@@ -174,7 +176,9 @@ bool parseNftChange(const uint8_t* data, size_t len, NftChange& out) {
   out.portid = h.nlmsg_pid;
   out.family = g.nfgen_family;
   out.table.clear();
-  if (out.msgType == NFT_MSG_NEWGEN) return true;
+  out.procPid = 0;
+  out.procName.clear();
+  const bool gen = out.msgType == NFT_MSG_NEWGEN;
   // Every object message carries its table's name as attribute 1
   // (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE,
   // NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, NFTA_FLOWTABLE_TABLE).
@@ -183,9 +187,19 @@ bool parseNftChange(const uint8_t* data, size_t len, NftChange& out) {
     nlattr a;
     std::memcpy(&a, data + off, sizeof(a));
     if (a.nla_len < sizeof(nlattr) || off + a.nla_len > h.nlmsg_len) return false;
-    if ((a.nla_type & NLA_TYPE_MASK) == 1) {
-      const char* s = reinterpret_cast<const char*>(data + off + sizeof(nlattr));
-      out.table.assign(s, strnlen(s, a.nla_len - sizeof(nlattr)));
+    const auto type = static_cast<uint16_t>(a.nla_type & NLA_TYPE_MASK);
+    const char* s = reinterpret_cast<const char*>(data + off + sizeof(nlattr));
+    const size_t n = a.nla_len - sizeof(nlattr);
+    if (gen) {
+      if (type == NFTA_GEN_PROC_PID && n == 4) {
+        uint32_t be = 0;
+        std::memcpy(&be, s, 4);
+        out.procPid = ntohl(be);
+      } else if (type == NFTA_GEN_PROC_NAME) {
+        out.procName.assign(s, strnlen(s, n));
+      }
+    } else if (type == 1) {
+      out.table.assign(s, strnlen(s, n));
       return true;
     }
     off += NLA_ALIGN(a.nla_len);

@@ -71,6 +71,9 @@ struct NftChange {
   uint16_t msgType = 0;    // NFT_MSG_NEWTABLE, NFT_MSG_DELRULE, ...
   uint8_t family = 0;      // NFPROTO_*
   std::string table;       // the table it concerns ("" for generation messages)
+  // NFT_MSG_NEWGEN (ends every transaction): who committed it.
+  uint32_t procPid = 0;
+  std::string procName;
 };
 
 class NftMonitor {

@@ -249,7 +249,7 @@ TEST_CASE("the kernel holds plexd's table as nft prints it (golden)", "[netd][nf
   CHECK(tc->matches);
 }
 
-TEST_CASE("packets: allow tcp/8080 from A, nothing else; ICMP and IPv6 follow their rules", "[netd][nft]") {
+TEST_CASE("packets: allow tcp/8080 from A and nothing else, ICMP and IPv6 follow their rules", "[netd][nft]") {
   FreshNetns ns;
   PeerNamespace a("pxm0");
   UniqueFd web = listenOn(8080), ssh = listenOn(22);
