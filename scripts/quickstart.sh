@@ -438,6 +438,10 @@ wireguard:
   userspace_binary: $wg_go
 nat:
   enabled: false
+policy:
+  # No policy from the emulator yet means "allow" here, so the ping matrix
+  # works out of the box; the product default is deny.
+  on_null: allow
 EOF
   chmod 0644 "$d/config.yaml"
   listen_ready "$d/notify.sock" 45 "$d/ready"

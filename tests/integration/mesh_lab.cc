@@ -117,6 +117,8 @@ MeshNode& MeshLab::addNode(const MeshNodeOptions& options) {
        << "  interval: " << options.reconcileInterval << "\n"
        << "nat:\n"
        << "  enabled: false\n"
+       << "policy:\n"
+       << "  on_null: " << options.policyOnNull << "\n"
        << options.extraYaml;
   n->suite = std::make_unique<Suite>(std::vector<std::string>{"--log-level", "debug"}, true, yaml.str(), token, n->ns);
   MeshNode& node = *n;

@@ -47,6 +47,9 @@ struct MeshNode {
 
 struct MeshNodeOptions {
   std::string reconcileInterval = "60s";
+  // policy.on_null: most mesh tests are about connectivity and run without
+  // a policy; the policy tests use deny (the product's default).
+  std::string policyOnNull = "allow";
   std::string extraYaml;  // appended to the node's config
 };
 

@@ -1,6 +1,9 @@
 #include "tests/integration/process_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -128,6 +132,117 @@ void killWireguardGo(const std::string& ifname) {
   killProcesses([&](const std::string& cmd) {
     return cmd.size() >= tail.size() && cmd.compare(cmd.size() - tail.size(), tail.size(), tail) == 0;
   });
+}
+
+}  // namespace plexd::test
+
+namespace plexd::test {
+namespace {
+
+// Enters a network namespace for the lifetime of the object (this thread only).
+class InNetns {
+ public:
+  explicit InNetns(const std::string& path) {
+    original_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ok_ = original_ >= 0 && target >= 0 && setns(target, CLONE_NEWNET) == 0;
+    if (target >= 0) ::close(target);
+  }
+  ~InNetns() {
+    if (original_ >= 0) {
+      if (setns(original_, CLONE_NEWNET) != 0) std::abort();  // every later test would run in the wrong namespace
+      ::close(original_);
+    }
+  }
+  InNetns(const InNetns&) = delete;
+  InNetns& operator=(const InNetns&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int original_ = -1;
+  bool ok_ = false;
+};
+
+}  // namespace
+
+int tcpListenIn(const std::string& netnsPath, uint16_t port) {
+  InNetns in(netnsPath);
+  if (!in.ok()) return -1;
+  int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  int zero = 0, one = 1;
+  setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(port);
+  a.sin6_addr = in6addr_any;
+  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s, 64) != 0) {
+    ::close(s);
+    return -1;
+  }
+  return s;
+}
+
+std::string tcpConnectFrom(const std::string& netnsPath, const std::string& addr, uint16_t port,
+                           std::chrono::milliseconds timeout, int* fd) {
+  int s = -1;
+  {
+    InNetns in(netnsPath);
+    if (!in.ok()) return "error: cannot enter " + netnsPath;
+    const bool v6 = addr.find(':') != std::string::npos;
+    s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) return "error: socket";
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (v6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(port);
+      inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
+      len = sizeof(*a);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
+      len = sizeof(*a);
+    }
+    ::connect(s, reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  pollfd p{s, POLLOUT, 0};
+  std::string result;
+  if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+    result = "timeout";
+  } else {
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
+    result = err == 0 ? "connected" : err == ECONNREFUSED ? "refused" : std::string("error: ") + std::strerror(err);
+  }
+  if (result == "connected" && fd) {
+    *fd = s;
+  } else {
+    ::close(s);
+  }
+  return result;
+}
+
+bool tcpRoundTrip(int from, int to, const std::string& text, std::chrono::milliseconds timeout) {
+  if (::send(from, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) return false;
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (got.size() < text.size()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{to, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[256];
+    ssize_t n = ::recv(to, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got == text;
 }
 
 }  // namespace plexd::test

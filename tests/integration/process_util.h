@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -55,5 +57,18 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log, const 
 void killProcesses(const std::function<bool(const std::string& cmdline)>& match);
 // Kills the `wireguard-go -f <ifname>` netd started (it outlives netd by design).
 void killWireguardGo(const std::string& ifname);
+
+// TCP sockets living in another network namespace: created while this
+// thread is in `netnsPath` (/run/netns/<name>, or /proc/<pid>/ns/net), which
+// it leaves again before returning; the socket stays in that namespace.
+// A listener on all addresses (v4 and v6) of `port`.
+int tcpListenIn(const std::string& netnsPath, uint16_t port);
+// A non-blocking connect from that namespace; waits up to timeout for the
+// handshake. "connected" (the fd is returned in *fd, else closed), "refused",
+// or "timeout" (the SYN went unanswered: dropped by a firewall).
+std::string tcpConnectFrom(const std::string& netnsPath, const std::string& addr, uint16_t port,
+                           std::chrono::milliseconds timeout, int* fd = nullptr);
+// Sends `text` on `from` and reads it on `to` within timeout (true when it arrived).
+bool tcpRoundTrip(int from, int to, const std::string& text, std::chrono::milliseconds timeout);
 
 }  // namespace plexd::test
