@@ -17,6 +17,8 @@ packages=(
   # tests: real parts
   systemd iproute2 nftables wireguard-tools wireguard-go curl procps psmisc
   iputils-ping python3
+  # benchmarks
+  iperf3
 )
 
 SUDO=""

@@ -30,10 +30,16 @@
 #include "common/event.h"
 #include "common/fd.h"
 #include "plexd-netd/nft/firewall.h"
+#include "tests/integration/process_util.h"
 
 using namespace plexd;
 using namespace plexd::netd::nft;
 using Catch::Matchers::Contains;
+using plexd::test::isSocket;
+using plexd::test::pollUntil;
+using plexd::test::spawn;
+using plexd::test::SpawnOptions;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -74,37 +80,31 @@ class FreshNetns {
   UniqueFd original_;
 };
 
-// Namespace A joined to this thread's namespace (B) by veth: B's end is
-// named `ifname` (the "mesh interface"), with static neighbours so IPv6
-// needs no neighbour discovery through the firewall.
+enum class Link { veth, wireguard };
+
+// Namespace A joined to this thread's namespace (B). veth: B's end of a veth
+// pair is the "mesh interface", with static neighbours so IPv6 needs no
+// neighbour discovery through the firewall. wireguard: a veth underlay
+// (10.78.0.0/24) carries a wireguard-go tunnel whose B side is the mesh
+// interface, exactly like a plexd mesh. Either way A is 10.77.0.1 and
+// fd77::1, B is 10.77.0.2 and fd77::2 on the mesh interface.
 class PeerNamespace {
  public:
-  explicit PeerNamespace(const std::string& ifname) : name_("pxfw-a-" + std::to_string(::getpid())) {
-    run("ip netns del " + name_ + " 2>/dev/null || true");
-    run("ip netns add " + name_);
-    run("ip link add " + ifname + " type veth peer name pxa0");
-    run("ip link set pxa0 netns " + name_);
-    run("ip addr add 10.77.0.2/24 dev " + ifname);
-    run("ip addr add fd77::2/64 dev " + ifname + " nodad");
-    run("ip link set " + ifname + " up");
+  PeerNamespace(Link link, const std::string& ifname)
+      : guard_("pxfw-a-" + std::to_string(::getpid())), name_(guard_.name), ifname_(ifname), link_(link) {
     run("ip -n " + name_ + " link set lo up");
-    run("ip -n " + name_ + " addr add 10.77.0.1/24 dev pxa0");
-    run("ip -n " + name_ + " addr add fd77::1/64 dev pxa0 nodad");
-    run("ip -n " + name_ + " link set pxa0 up");
-    // (/sys shows the namespace the mount was made in: ask ip.)
-    std::string macB = trim(run("ip -br link show dev " + ifname + " | awk '{print $3}'"));
-    std::string macA = trim(run("ip -n " + name_ + " -br link show dev pxa0 | awk '{print $3}'"));
-    run("ip neigh replace 10.77.0.1 lladdr " + macA + " dev " + ifname + " nud permanent");
-    run("ip neigh replace fd77::1 lladdr " + macA + " dev " + ifname + " nud permanent");
-    run("ip -n " + name_ + " neigh replace 10.77.0.2 lladdr " + macB + " dev pxa0 nud permanent");
-    run("ip -n " + name_ + " neigh replace fd77::2 lladdr " + macB + " dev pxa0 nud permanent");
     fd_.reset(::open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(fd_);
+    if (link == Link::veth) {
+      veth(ifname, "10.77.0", "fd77::");
+    } else {
+      veth("pxu" + std::to_string(::getpid() % 100000), "10.78.0", "");
+      wireguard();
+    }
   }
-  ~PeerNamespace() {
-    int rc = 0;
-    run("ip netns del " + name_, &rc);
-  }
+  // Members clean up by themselves (also when the constructor fails half-way):
+  // wireguard-go by pid, then the namespace by name.
+  ~PeerNamespace() = default;
   PeerNamespace(const PeerNamespace&) = delete;
   PeerNamespace& operator=(const PeerNamespace&) = delete;
 
@@ -157,8 +157,82 @@ class PeerNamespace {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s;
   }
+  std::string peerIf() const { return "pxwa" + std::to_string(::getpid() % 100000); }
+
+  void veth(const std::string& bIf, const std::string& v4, const std::string& v6) {
+    run("ip link add " + bIf + " type veth peer name pxa0");
+    run("ip link set pxa0 netns " + name_);
+    run("ip addr add " + v4 + ".2/24 dev " + bIf);
+    run("ip link set " + bIf + " up");
+    run("ip -n " + name_ + " addr add " + v4 + ".1/24 dev pxa0");
+    run("ip -n " + name_ + " link set pxa0 up");
+    if (!v6.empty()) {
+      run("ip addr add " + v6 + "2/64 dev " + bIf + " nodad");
+      run("ip -n " + name_ + " addr add " + v6 + "1/64 dev pxa0 nodad");
+    }
+    // (/sys shows the namespace the mount was made in: ask ip.)
+    std::string macB = trim(run("ip -br link show dev " + bIf + " | awk '{print $3}'"));
+    std::string macA = trim(run("ip -n " + name_ + " -br link show dev pxa0 | awk '{print $3}'"));
+    run("ip neigh replace " + v4 + ".1 lladdr " + macA + " dev " + bIf + " nud permanent");
+    run("ip -n " + name_ + " neigh replace " + v4 + ".2 lladdr " + macB + " dev pxa0 nud permanent");
+    if (!v6.empty()) {
+      run("ip neigh replace " + v6 + "1 lladdr " + macA + " dev " + bIf + " nud permanent");
+      run("ip -n " + name_ + " neigh replace " + v6 + "2 lladdr " + macB + " dev pxa0 nud permanent");
+    }
+  }
+
+  // wireguard-go on both sides, keys from wg genkey, addresses and routes by hand.
+  void wireguard() {
+    const std::string dir = "/tmp/plexd-nft-wg-" + std::to_string(::getpid());
+    run("mkdir -p " + dir + " && chmod 700 " + dir);
+    run("(umask 077; wg genkey > " + dir + "/a; wg genkey > " + dir + "/b)");
+    const std::string pubA = trim(run("wg pubkey < " + dir + "/a"));
+    const std::string pubB = trim(run("wg pubkey < " + dir + "/b"));
+    const std::string log = dir + "/wireguard-go.log";
+    UniqueFd self(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    SpawnOptions inB;
+    inB.netns = self.get();
+    SpawnOptions inA;
+    inA.netns = fd_.get();
+    const std::string bin = trim(run("command -v wireguard-go"));
+    wgB_.pid = spawn({bin, "-f", ifname_}, log, inB);
+    wgA_.pid = spawn({bin, "-f", peerIf()}, log, inA);
+    REQUIRE(pollUntil([&] { return isSocket("/var/run/wireguard/" + ifname_ + ".sock") &&
+                                   isSocket("/var/run/wireguard/" + peerIf() + ".sock"); },
+                      10s));
+    run("wg set " + ifname_ + " private-key " + dir + "/b listen-port 51901 peer " + pubA +
+        " allowed-ips 10.77.0.1/32,fd77::1/128 endpoint 10.78.0.1:51902");
+    run("wg set " + peerIf() + " private-key " + dir + "/a listen-port 51902 peer " + pubB +
+        " allowed-ips 10.77.0.2/32,fd77::2/128 endpoint 10.78.0.2:51901");
+    run("ip addr add 10.77.0.2/24 dev " + ifname_);
+    run("ip addr add fd77::2/64 dev " + ifname_);
+    run("ip link set " + ifname_ + " up");
+    run("ip -n " + name_ + " addr add 10.77.0.1/24 dev " + peerIf());
+    run("ip -n " + name_ + " addr add fd77::1/64 dev " + peerIf());
+    run("ip -n " + name_ + " link set " + peerIf() + " up");
+    run("rm -rf " + dir);
+    // The tunnel is up once a ping crosses it (no firewall yet).
+    REQUIRE(pollUntil([&] { return ping("10.77.0.2"); }, 15s));
+  }
+
+  struct NamedNetns {
+    std::string name;
+    explicit NamedNetns(std::string n) : name(std::move(n)) {
+      int rc = 0;
+      run("ip netns del " + name + " 2>/dev/null", &rc);
+      run("ip netns add " + name);
+    }
+    ~NamedNetns() {
+      int rc = 0;
+      run("ip netns del " + name, &rc);
+    }
+  };
+  NamedNetns guard_;
   std::string name_;
+  std::string ifname_;
+  Link link_;
   UniqueFd fd_;
+  plexd::test::Child wgA_, wgB_;  // killed and reaped by pid (before the namespace goes)
 };
 
 // A listening TCP socket in this thread's namespace (on all addresses).
@@ -250,15 +324,18 @@ TEST_CASE("the kernel holds plexd's table as nft prints it (golden)", "[netd][nf
 }
 
 TEST_CASE("packets: allow tcp/8080 from A and nothing else, ICMP and IPv6 follow their rules", "[netd][nft]") {
+  const Link link = GENERATE(Link::veth, Link::wireguard);
+  const std::string ifname = link == Link::veth ? "pxm0" : "pxwb" + std::to_string(::getpid() % 100000);
+  INFO((link == Link::veth ? "over veth" : "over wireguard-go"));
   FreshNetns ns;
-  PeerNamespace a("pxm0");
+  PeerNamespace a(link, ifname);
   UniqueFd web = listenOn(8080), ssh = listenOn(22);
   // Without a firewall everything connects.
   CHECK(a.connect("10.77.0.2", 22) == "connected");
   auto sock = NftSocket::open();
   REQUIRE(sock.ok());
   Firewall fw(*sock);
-  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  REQUIRE(fw.apply(model(webOnly(), 1, ifname)).ok());
   CHECK(a.connect("10.77.0.2", 8080) == "connected");
   CHECK(a.connect("10.77.0.2", 22) == "timeout");
   CHECK(a.connect("fd77::2", 8080) == "connected");
@@ -269,30 +346,30 @@ TEST_CASE("packets: allow tcp/8080 from A and nothing else, ICMP and IPv6 follow
   // ICMP allowed for v4 only: a 1-element incremental change.
   auto rules = webOnly();
   rules.push_back(rule(2, 0, FwProto::icmp, "10.77.0.0/24", "10.77.0.2/32", 0, 0, FwVerdict::accept));
-  REQUIRE(fw.apply(model(rules, 1)).ok());
+  REQUIRE(fw.apply(model(rules, 1, ifname)).ok());
   CHECK(fw.stats().incrementalApplies == 1);
   CHECK(fw.stats().lastBatchMessages == 1);
   CHECK(a.ping("10.77.0.2"));
   CHECK_FALSE(a.ping("fd77::2"));
   rules.push_back(rule(3, 0, FwProto::icmp, "fd77::/64", "fd77::2/128", 0, 0, FwVerdict::accept));
-  REQUIRE(fw.apply(model(rules, 1)).ok());
+  REQUIRE(fw.apply(model(rules, 1, ifname)).ok());
   CHECK(a.ping("fd77::2"));
 
   // First match wins: deny 22 from A, then allow any from the /24.
   std::vector<ipc::FwRule> ordered = {
       rule(0, 0, FwProto::tcp, "10.77.0.1/32", "10.77.0.2/32", 22, 22, FwVerdict::drop),
       rule(1, 1, FwProto::any, "10.77.0.0/24", "10.77.0.0/24", 0, 0, FwVerdict::accept)};
-  REQUIRE(fw.apply(model(ordered, 2)).ok());
+  REQUIRE(fw.apply(model(ordered, 2, ifname)).ok());
   CHECK(a.connect("10.77.0.2", 22) == "timeout");
   CHECK(a.connect("10.77.0.2", 8080) == "connected");
   CHECK(a.ping("10.77.0.2"));
   CHECK(a.connect("fd77::2", 8080) == "timeout");  // v6 has no rule at all now
 
   // Default accept (policy null with on_null: allow) passes everything.
-  REQUIRE(fw.apply(model({}, 0, "pxm0", FwVerdict::accept)).ok());
+  REQUIRE(fw.apply(model({}, 0, ifname, FwVerdict::accept)).ok());
   CHECK(a.connect("10.77.0.2", 22) == "connected");
   CHECK(a.connect("fd77::2", 22) == "connected");
-  REQUIRE(fw.apply(model({}, 0)).ok());
+  REQUIRE(fw.apply(model({}, 0, ifname)).ok());
   CHECK(a.connect("10.77.0.2", 8080) == "timeout");
   auto tc = fw.check();
   REQUIRE(tc.ok());
@@ -301,7 +378,7 @@ TEST_CASE("packets: allow tcp/8080 from A and nothing else, ICMP and IPv6 follow
 
 TEST_CASE("an established connection survives a policy change that still allows it", "[netd][nft]") {
   FreshNetns ns;
-  PeerNamespace a("pxm0");
+  PeerNamespace a(Link::veth, "pxm0");
   UniqueFd web = listenOn(8080);
   auto sock = NftSocket::open();
   REQUIRE(sock.ok());
@@ -317,7 +394,7 @@ TEST_CASE("an established connection survives a policy change that still allows 
 
 TEST_CASE("a ruleset the kernel refuses leaves the previous table in force", "[netd][nft]") {
   FreshNetns ns;
-  PeerNamespace a("pxm0");
+  PeerNamespace a(Link::veth, "pxm0");
   UniqueFd web = listenOn(8080);
   auto sock = NftSocket::open();
   REQUIRE(sock.ok());
