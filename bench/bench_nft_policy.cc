@@ -307,7 +307,7 @@ std::string mapsText(const FwModel& m) {
     const std::string addr = id.family == 6 ? "ipv6_addr" : "ipv4_addr";
     s += fmt::format("  map {} {{\n    type {} . {}", id.name(), addr, addr);
     if (id.cls == ipc::FwClass::ports) s += " . inet_proto . inet_service";
-    s += " : verdict\n    flags interval\n";
+    s += id.exact ? " : verdict\n" : " : verdict\n    flags interval\n";
     const auto& els = m.maps[slot];
     if (!els.empty()) {
       s += "    elements = {";
@@ -670,8 +670,8 @@ class Bench {
       removeMs.push_back(monoMs() - t0);
       // The same element with the nft CLI (the table is at N again).
       const std::string el = fmt::format("{} . {} . tcp . 443", v4(10, 250, (k >> 8) & 255, k & 255), v4(10, 200, 0, 1));
-      nftAddMs.push_back(runTimed({kNft, "add", "element", "inet", "plexd", "p4_0", "{ " + el + " : accept }"}));
-      nftDelMs.push_back(runTimed({kNft, "delete", "element", "inet", "plexd", "p4_0", "{ " + el + " }"}));
+      nftAddMs.push_back(runTimed({kNft, "add", "element", "inet", "plexd", "p4x_0", "{ " + el + " : accept }"}));
+      nftDelMs.push_back(runTimed({kNft, "delete", "element", "inet", "plexd", "p4x_0", "{ " + el + " }"}));
     }
     const uint64_t incs = fw.stats().incrementalApplies - inc0;
     if (incs != 2 * static_cast<uint64_t>(o_.changes) || fw.stats().fullRebuilds != full0) {

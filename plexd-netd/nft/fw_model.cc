@@ -34,22 +34,26 @@ void putPrefix(FwElement& e, size_t off, const IpPrefix& p) {
 
 }  // namespace
 
+// Slot order inside a segment: family (4, 6), class (ports, icmp, any),
+// kind (exact, range).
 size_t FwMapId::slot() const {
-  return static_cast<size_t>(segment) * kMapsPerSegment + (family == 6 ? 3 : 0) + classIndex(cls);
+  return static_cast<size_t>(segment) * kMapsPerSegment + (family == 6 ? 6 : 0) + classIndex(cls) * 2 +
+         (exact ? 0 : 1);
 }
 
 FwMapId FwMapId::fromSlot(size_t slot) {
   FwMapId id;
   id.segment = static_cast<uint16_t>(slot / kMapsPerSegment);
   const size_t r = slot % kMapsPerSegment;
-  id.family = r >= 3 ? 6 : 4;
-  id.cls = static_cast<ipc::FwClass>(r % 3);
+  id.family = r >= 6 ? 6 : 4;
+  id.cls = static_cast<ipc::FwClass>((r % 6) / 2);
+  id.exact = r % 2 == 0;
   return id;
 }
 
 std::string FwMapId::name() const {
   const char c = cls == ipc::FwClass::ports ? 'p' : cls == ipc::FwClass::icmp ? 'i' : 'a';
-  return std::string(1, c) + (family == 6 ? "6_" : "4_") + std::to_string(segment);
+  return std::string(1, c) + (family == 6 ? "6" : "4") + (exact ? "x_" : "_") + std::to_string(segment);
 }
 
 uint32_t FwMapId::keyLen() const {
@@ -120,8 +124,9 @@ Result<FwModel> buildModel(const ipc::FwPolicy& header, const std::vector<ipc::F
   for (const auto& r : rules) {
     if (r.segment >= header.segments)
       return Error("rule " + r.str() + " is outside the " + std::to_string(header.segments) + " announced segments");
-    FwMapId id{r.segment, r.source.family, ipc::fwClassOf(r.proto)};
-    m.maps[id.slot()].push_back(toElement(r));
+    FwElement e = toElement(r);
+    FwMapId id{r.segment, r.source.family, ipc::fwClassOf(r.proto), e.exact()};
+    m.maps[id.slot()].push_back(e);
   }
   for (size_t s = 0; s < m.maps.size(); ++s) {
     auto& v = m.maps[s];

@@ -11,15 +11,19 @@
 //     chain forward  hook forward priority -10, policy accept: iifname <if> jump <chain>
 //     chain <chain>  (policy.chain_name, default plexd-mesh)
 //       ct state established,related accept
-//       per segment s, per family f (4, 6):
-//         nfproto f  saddr . daddr . l4proto . th dport  vmap @p<f>_<s>   (tcp/udp rules)
-//         nfproto f  l4proto icmp|icmpv6  saddr . daddr  vmap @i<f>_<s>
-//         nfproto f  saddr . daddr                      vmap @a<f>_<s>   (protocol any)
+//       per segment s, per family f (4, 6), per kind k (x: exact, none: ranges):
+//         nfproto f  saddr . daddr . l4proto . th dport  vmap @p<f><k>_<s>   (tcp/udp rules)
+//         nfproto f  l4proto icmp|icmpv6  saddr . daddr  vmap @i<f><k>_<s>
+//         nfproto f  saddr . daddr                      vmap @a<f><k>_<s>   (protocol any)
 //       counter drop            (counter accept for a null policy with on_null: allow)
 //
-// Map keys are concatenations with intervals (the kernel's pipapo sets):
-// every field padded to 4 bytes, prefixes as [network, broadcast], port
-// ranges as [from, to], the protocol as an exact value.
+// Map keys are concatenations, every field padded to 4 bytes. A rule whose
+// key is one point (host source, host destination, one port: the common
+// case) goes into an exact map (a hash: O(1) add and delete); any other into
+// the range map (the kernel's pipapo interval map: prefixes as [network,
+// broadcast], port ranges as [from, to]; removing an element costs time
+// linear in its size). Both kinds of one class obey the compiler's segment
+// rule, so a packet never matches two elements of one segment that disagree.
 #pragma once
 
 #include <array>
@@ -37,17 +41,18 @@ inline constexpr std::string_view kTableName = "plexd";  // family inet
 inline constexpr std::string_view kInputChain = "input";
 inline constexpr std::string_view kForwardChain = "forward";
 inline constexpr int kChainPriority = -10;  // before the filter priority (0) of iptables-nft, ufw, firewalld
-inline constexpr size_t kMapsPerSegment = 6;
+inline constexpr size_t kMapsPerSegment = 12;
 inline constexpr size_t kMaxKeyLen = 40;  // v6 . v6 . proto . port
 
 struct FwMapId {
   uint16_t segment = 0;
   uint8_t family = 4;  // 4 or 6
   ipc::FwClass cls = ipc::FwClass::ports;
+  bool exact = false;  // a hash of single keys (else an interval map)
   // Position in FwModel::maps.
   size_t slot() const;
   static FwMapId fromSlot(size_t slot);
-  std::string name() const;  // "p4_0", "i6_3", "a4_1"
+  std::string name() const;  // "p4_0", "p4x_0", "i6_3", "a4x_1"
   uint32_t keyLen() const;
   // nftables concatenated datatype id and field lengths (for the set header).
   uint32_t keyType() const;
@@ -65,6 +70,8 @@ struct FwElement {
   bool operator<(const FwElement& o) const;
   bool sameKey(const FwElement& o) const { return key == o.key && keyEnd == o.keyEnd && keyLen == o.keyLen; }
   bool operator==(const FwElement& o) const { return sameKey(o) && verdict == o.verdict; }
+  // One point (key == keyEnd): it belongs in an exact map.
+  bool exact() const { return key == keyEnd; }
 };
 
 // The element of one compiled rule, or an error for a rule that breaks the
@@ -83,7 +90,7 @@ struct FwModel {
   size_t elements() const;
   // Chains, rules and maps identical (only map contents may differ).
   bool sameStructure(const FwModel& o) const;
-  // Rules in plexd's chains: 2 jumps + established + 6 per segment + default.
+  // Rules in plexd's chains: 2 jumps + established + 12 per segment + default.
   uint32_t chainRules() const { return static_cast<uint32_t>(2 + 1 + segments * kMapsPerSegment + 1); }
 };
 

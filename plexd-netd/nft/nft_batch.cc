@@ -193,13 +193,16 @@ void NftBatch::addChain(std::string_view name) {
 
 void NftBatch::addMap(const FwMapId& id, uint32_t setId) {
   SetPtr s = setFor(id, setId);
-  nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT | NFT_SET_MAP);
+  // Exact: a hash map (the kernel's rhash). Range: a concatenated interval
+  // map (pipapo), which needs the field lengths.
+  nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, id.exact ? NFT_SET_MAP : NFT_SET_INTERVAL | NFT_SET_CONCAT | NFT_SET_MAP);
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, id.keyType());
   nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, id.keyLen());
   nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
   nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, 0);
   auto lens = id.fieldLengths();
-  nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, lens.data(), static_cast<uint32_t>(lens.size()));
+  if (!id.exact)
+    nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, lens.data(), static_cast<uint32_t>(lens.size()));
   char* at = reserve(kSmallMessage);
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, NFT_MSG_NEWSET, kFamily, NLM_F_CREATE | NLM_F_ACK, seq_++);
   nftnl_set_nlmsg_build_payload(nlh, s.get());
@@ -304,7 +307,7 @@ void NftBatch::elements(const FwMapId& id, std::span<const FwElement> els, bool 
       const FwElement& el = els[i];
       nftnl_set_elem* e = nftnl_set_elem_alloc();
       nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, el.key.data(), el.keyLen);
-      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY_END, el.keyEnd.data(), el.keyLen);
+      if (!id.exact) nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY_END, el.keyEnd.data(), el.keyLen);
       if (add) nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, verdictCode(el.verdict));
       if (withDebug_) {
         std::array<char, 1024> t{};

@@ -74,8 +74,11 @@ TEST_CASE("map keys: prefixes become [network, broadcast], ports [from, to], the
   CHECK(any6.keyEnd[0] == 0xff);
   CHECK(any6.key[16] == 0xfd);
   CHECK(any6.keyEnd[17] == 0xff);
-  CHECK(FwMapId{3, 6, ipc::FwClass::icmp}.name() == "i6_3");
-  CHECK(FwMapId::fromSlot(FwMapId{3, 6, ipc::FwClass::icmp}.slot()).name() == "i6_3");
+  CHECK(FwMapId{3, 6, ipc::FwClass::icmp, false}.name() == "i6_3");
+  for (size_t slot = 0; slot < 3 * kMapsPerSegment; ++slot) CHECK(FwMapId::fromSlot(slot).slot() == slot);
+  CHECK(FwMapId::fromSlot(FwMapId{3, 6, ipc::FwClass::icmp, true}.slot()).name() == "i6x_3");
+  CHECK(e.exact() == false);
+  CHECK(toElement(rule(2, 0, FwProto::tcp, "10.0.0.1/32", "10.0.0.2/32", 22, 22, FwVerdict::accept)).exact());
 }
 
 TEST_CASE("buildModel refuses a rule outside the segments and two rules with one key") {
@@ -93,7 +96,7 @@ TEST_CASE("buildModel refuses a rule outside the segments and two rules with one
                                      Catch::Matchers::Contains("same key in map a4_0"));
 }
 
-TEST_CASE("the element diff: removals, additions and verdict changes; nothing for equal models") {
+TEST_CASE("the element diff: removals, additions and verdict changes, nothing for equal models") {
   auto base = representative();
   auto a = model(base, 2);
   CHECK(diffModels(a, a).empty());
@@ -146,7 +149,8 @@ TEST_CASE("large element lists are split into bounded messages") {
   }
   auto m = model(rules, 1);
   NftBatch b = buildFull(m, 1);
-  // 3 tables ops + chain + 6 maps + 8 rules + 2 base chains + 2 jumps, and 4 element messages.
-  CHECK(b.messages() == 3 + 1 + 6 + 8 + 2 + 2 + 4);
-  CHECK_THAT(b.describe(b.ackSeqs()[18]), Catch::Matchers::Contains("256 element(s) of map p4_0 (rules #"));
+  // 3 table ops + chain + 12 maps + 14 rules, 4 element messages, 2 base chains + 2 jumps.
+  CHECK(b.messages() == 3 + 1 + 12 + 14 + 4 + 2 + 2);
+  // Host pairs with one port: the exact (hash) map.
+  CHECK_THAT(b.describe(b.ackSeqs()[30]), Catch::Matchers::Contains("256 element(s) of map p4x_0 (rules #"));
 }
