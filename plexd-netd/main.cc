@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
   }
   auto statusLine = [&svc, &fwsvc] { return svc.statusLine() + "; " + fwsvc.statusLine(); };
   svc.onStatusChanged([d, statusLine] { d->status(statusLine()); });
+  svc.onPeersApplied([&fwsvc](const std::vector<IpPrefix>& allowed) { fwsvc.setPeers(allowed); });
   fwsvc.onStatusChanged([d, statusLine] { d->status(statusLine()); });
 
   // 6. Link events: a deleted or changed mesh interface is repaired at once.

@@ -155,8 +155,22 @@ Status Firewall::commitFull(const FwModel& m) {
   return {};
 }
 
+Status Firewall::setPeers(const std::vector<IpPrefix>& allowedIps) {
+  peers_ = allowedIps;
+  if (!applied_) return {};
+  FwModel desired = *applied_;
+  return apply(std::move(desired));
+}
+
 Status Firewall::apply(FwModel desired, bool* rejected) {
   if (rejected) *rejected = false;
+  if (peers_) {
+    setPeerFilter(desired, *peers_);
+  } else {
+    desired.peerFilter = false;
+    desired.peers4.clear();
+    desired.peers6.clear();
+  }
   const auto t0 = Clock::now();
   auto finish = [&] {
     stats_.lastApplyUs =
@@ -165,13 +179,14 @@ Status Firewall::apply(FwModel desired, bool* rejected) {
   };
   if (applied_ && inKernel_ && applied_->sameStructure(desired)) {
     auto diff = diffModels(*applied_, desired);
-    if (diff.empty()) {
+    auto peerDiff = diffPeers(*applied_, desired);
+    if (diff.empty() && peerDiff.empty()) {
       applied_->revision = desired.revision;
       applied_->fingerprint = desired.fingerprint;
       finish();
       return {};
     }
-    NftBatch b = buildIncremental(desired, diff, sock_.takeSeqs(0));
+    NftBatch b = buildIncremental(desired, diff, sock_.takeSeqs(0), false, peerDiff);
     sock_.takeSeqs(b.nextSeq() - b.beginSeq());
     stats_.lastBatchMessages = b.messages();
     auto st = sock_.commit(b);

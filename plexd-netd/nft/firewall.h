@@ -54,6 +54,10 @@ class Firewall {
   Status apply(FwModel desired, bool* rejected = nullptr);
   Status rebuild();
   Result<TableCheck> check();
+  // The WireGuard peers' allowed IPs (netd calls it after every peer change):
+  // the peer filter's elements, in the same transaction kind as apply().
+  // Kept for later applies while no ruleset is in force.
+  Status setPeers(const std::vector<IpPrefix>& allowedIps);
   // Deletes plexd's table if it exists (policy disabled).
   Status removeTable();
   Result<std::vector<std::string>> foreign(const std::string& ifname);
@@ -70,6 +74,7 @@ class Firewall {
   Status commitFull(const FwModel& m);
 
   NftSocket& sock_;
+  std::optional<std::vector<IpPrefix>> peers_;  // nullopt: not known yet (filter off)
   std::optional<FwModel> applied_;
   bool inKernel_ = false;
   FirewallStats stats_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
 namespace plexd::netd::nft {
 namespace {
@@ -108,7 +109,42 @@ size_t FwModel::elements() const {
 }
 
 bool FwModel::sameStructure(const FwModel& o) const {
-  return ifname == o.ifname && chain == o.chain && defaultVerdict == o.defaultVerdict && segments == o.segments;
+  return ifname == o.ifname && chain == o.chain && defaultVerdict == o.defaultVerdict && segments == o.segments &&
+         peerFilter == o.peerFilter;
+}
+
+void setPeerFilter(FwModel& m, const std::vector<IpPrefix>& allowedIps) {
+  m.peers4.clear();
+  m.peers6.clear();
+  m.peerFilter = true;
+  for (const auto& p : allowedIps) {
+    if (p.prefix_len != p.maxLen()) {
+      m.peerFilter = false;
+      m.peers4.clear();
+      m.peers6.clear();
+      return;
+    }
+    (p.family == 6 ? m.peers6 : m.peers4).push_back(p.address());
+  }
+  for (auto* v : {&m.peers4, &m.peers6}) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  }
+}
+
+namespace {
+void diffSorted(const std::vector<IpAddr>& a, const std::vector<IpAddr>& b, std::vector<IpAddr>& removed,
+                std::vector<IpAddr>& added) {
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(removed));
+  std::set_difference(b.begin(), b.end(), a.begin(), a.end(), std::back_inserter(added));
+}
+}  // namespace
+
+PeerDiff diffPeers(const FwModel& from, const FwModel& to) {
+  PeerDiff d;
+  diffSorted(from.peers4, to.peers4, d.remove4, d.add4);
+  diffSorted(from.peers6, to.peers6, d.remove6, d.add6);
+  return d;
 }
 
 Result<FwModel> buildModel(const ipc::FwPolicy& header, const std::vector<ipc::FwRule>& rules, std::string ifname,

@@ -86,13 +86,33 @@ struct FwModel {
   std::string revision;
   std::string fingerprint;
   std::vector<std::vector<FwElement>> maps;  // segments * kMapsPerSegment, each sorted
+  // Peer visibility: with the filter on, only the configured peers' mesh
+  // addresses may send over the mesh interface (sets peers4 / peers6, right
+  // after the established rule). Off until netd knows the peers, and while a
+  // peer has an allowed IP that is not a host address.
+  bool peerFilter = false;
+  std::vector<IpAddr> peers4;  // sorted, unique
+  std::vector<IpAddr> peers6;
 
   size_t elements() const;
   // Chains, rules and maps identical (only map contents may differ).
   bool sameStructure(const FwModel& o) const;
   // Rules in plexd's chains: 2 jumps + established + 12 per segment + default.
-  uint32_t chainRules() const { return static_cast<uint32_t>(2 + 1 + segments * kMapsPerSegment + 1); }
+  uint32_t chainRules() const {
+    return static_cast<uint32_t>(2 + 1 + (peerFilter ? 2 : 0) + segments * kMapsPerSegment + 1);
+  }
 };
+
+// The peer filter of a set of WireGuard allowed IPs (all peers'): host
+// prefixes become the peers4/peers6 elements; any other prefix turns the
+// filter off (a hash set holds addresses, not ranges).
+void setPeerFilter(FwModel& m, const std::vector<IpPrefix>& allowedIps);
+
+struct PeerDiff {
+  std::vector<IpAddr> remove4, add4, remove6, add6;
+  bool empty() const { return remove4.empty() && add4.empty() && remove6.empty() && add6.empty(); }
+};
+PeerDiff diffPeers(const FwModel& from, const FwModel& to);
 
 // Builds the model of a compiled ruleset. Fails (naming the rule) when a rule
 // lies outside the announced segments or two rules of one map have the same

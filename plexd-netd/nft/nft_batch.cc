@@ -329,6 +329,75 @@ void NftBatch::elements(const FwMapId& id, std::span<const FwElement> els, bool 
   }
 }
 
+namespace {
+constexpr uint32_t kPeerSetId4 = 0x7ff0;
+constexpr uint32_t kPeerSetId6 = 0x7ff1;
+std::string peerSetName(uint8_t family) { return family == 6 ? "peers6" : "peers4"; }
+}  // namespace
+
+void NftBatch::addPeerSet(uint8_t family, uint32_t setId) {
+  SetPtr s(nftnl_set_alloc());
+  nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
+  nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, kTable.c_str());
+  nftnl_set_set_str(s.get(), NFTNL_SET_NAME, peerSetName(family).c_str());
+  nftnl_set_set_u32(s.get(), NFTNL_SET_ID, setId);
+  nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, 0);
+  nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, family == 6 ? 8 : 7);  // ipv6_addr / ipv4_addr
+  nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, family == 6 ? 16 : 4);
+  char* at = reserve(kSmallMessage);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, NFT_MSG_NEWSET, kFamily, NLM_F_CREATE | NLM_F_ACK, seq_++);
+  nftnl_set_nlmsg_build_payload(nlh, s.get());
+  commitMessage(at, "add set " + peerSetName(family), true);
+  debug("add set " + snprintObj(nftnl_set_snprintf, s.get()));
+}
+
+void NftBatch::addPeerFilterRule(std::string_view chain, uint8_t family, uint32_t setId) {
+  RulePtr r = newRule(chain);
+  const uint8_t nfproto = family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+  meta(r.get(), NFT_META_NFPROTO, NFT_REG_1);
+  cmp(r.get(), NFT_CMP_EQ, &nfproto, 1);
+  payload(r.get(), NFT_PAYLOAD_NETWORK_HEADER, family == 6 ? 8 : 12, family == 6 ? 16 : 4, NFT_REG_1);
+  nftnl_expr* lk = nftnl_expr_alloc("lookup");
+  nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+  nftnl_expr_set_str(lk, NFTNL_EXPR_LOOKUP_SET, peerSetName(family).c_str());
+  nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_SET_ID, setId);
+  nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+  nftnl_rule_add_expr(r.get(), lk);
+  nftnl_rule_add_expr(r.get(), nftnl_expr_alloc("counter"));
+  verdict(r.get(), NF_DROP);
+  char* at = reserve(kSmallMessage);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, NFT_MSG_NEWRULE, kFamily, NLM_F_APPEND | NLM_F_CREATE | NLM_F_ACK, seq_++);
+  nftnl_rule_nlmsg_build_payload(nlh, r.get());
+  commitMessage(at, "add rule " + std::string(chain) + " (source not in @" + peerSetName(family) + " drop)", true);
+  debug("add rule " + snprintObj(nftnl_rule_snprintf, r.get()));
+}
+
+void NftBatch::peerElements(uint8_t family, std::span<const IpAddr> addrs, bool add) {
+  const size_t len = family == 6 ? 16 : 4;
+  for (size_t off = 0; off < addrs.size(); off += kElementsPerMessage) {
+    const size_t n = std::min(kElementsPerMessage, addrs.size() - off);
+    SetPtr s(nftnl_set_alloc());
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, kFamily);
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, kTable.c_str());
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, peerSetName(family).c_str());
+    std::string text;
+    for (size_t i = off; i < off + n; ++i) {
+      nftnl_set_elem* e = nftnl_set_elem_alloc();
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, addrs[i].addr.data(), static_cast<uint32_t>(len));
+      nftnl_set_elem_add(s.get(), e);
+      if (withDebug_) text += "  " + addrs[i].str() + "\n";
+    }
+    char* at = reserve(kElementMessage);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(at, add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, kFamily,
+                                          (add ? NLM_F_CREATE | NLM_F_EXCL : 0) | NLM_F_ACK, seq_++);
+    nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+    commitMessage(at, std::string(add ? "add " : "delete ") + std::to_string(n) + " peer address(es) of set " +
+                          peerSetName(family) + " (" + addrs[off].str() + (n > 1 ? " ..." : "") + ")",
+                  true);
+    debug(std::string(add ? "add" : "delete") + " elements of " + peerSetName(family) + "\n" + text);
+  }
+}
+
 NftBatch buildFull(const FwModel& m, uint32_t firstSeq, bool withDebugText) {
   NftBatch b(firstSeq, withDebugText);
   b.begin();
@@ -339,11 +408,21 @@ NftBatch buildFull(const FwModel& m, uint32_t firstSeq, bool withDebugText) {
   b.addTable();
   b.addChain(m.chain);
   for (size_t s = 0; s < m.maps.size(); ++s) b.addMap(FwMapId::fromSlot(s), static_cast<uint32_t>(s + 1));
+  if (m.peerFilter) {
+    b.addPeerSet(4, kPeerSetId4);
+    b.addPeerSet(6, kPeerSetId6);
+  }
   b.addEstablishedRule(m.chain);
+  if (m.peerFilter) {
+    b.addPeerFilterRule(m.chain, 4, kPeerSetId4);
+    b.addPeerFilterRule(m.chain, 6, kPeerSetId6);
+  }
   for (size_t s = 0; s < m.maps.size(); ++s) b.addLookupRule(m.chain, FwMapId::fromSlot(s), static_cast<uint32_t>(s + 1));
   b.addDefaultRule(m.chain, m.defaultVerdict);
   for (size_t s = 0; s < m.maps.size(); ++s)
     if (!m.maps[s].empty()) b.addElements(FwMapId::fromSlot(s), m.maps[s]);
+  if (!m.peers4.empty()) b.peerElements(4, m.peers4, true);
+  if (!m.peers6.empty()) b.peerElements(6, m.peers6, true);
   // Hooked last: the chain they jump to is complete in the same transaction.
   b.addBaseChain(kInputChain, NF_INET_LOCAL_IN, kChainPriority);
   b.addJumpRule(kInputChain, m.ifname, m.chain);
@@ -354,9 +433,13 @@ NftBatch buildFull(const FwModel& m, uint32_t firstSeq, bool withDebugText) {
 }
 
 NftBatch buildIncremental(const FwModel& /*to*/, const std::vector<MapDiff>& diff, uint32_t firstSeq,
-                          bool withDebugText) {
+                          bool withDebugText, const PeerDiff& peers) {
   NftBatch b(firstSeq, withDebugText);
   b.begin();
+  if (!peers.remove4.empty()) b.peerElements(4, peers.remove4, false);
+  if (!peers.remove6.empty()) b.peerElements(6, peers.remove6, false);
+  if (!peers.add4.empty()) b.peerElements(4, peers.add4, true);
+  if (!peers.add6.empty()) b.peerElements(6, peers.add6, true);
   for (const auto& d : diff)
     if (!d.remove.empty()) b.deleteElements(FwMapId::fromSlot(d.slot), d.remove);
   for (const auto& d : diff)

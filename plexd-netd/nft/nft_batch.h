@@ -53,6 +53,10 @@ class NftBatch {
   // Elements in messages of at most kElementsPerMessage.
   void addElements(const FwMapId& id, std::span<const FwElement> elements);
   void deleteElements(const FwMapId& id, std::span<const FwElement> elements);
+  // The peer filter: set peers<family> of addresses, the rule dropping other sources.
+  void addPeerSet(uint8_t family, uint32_t setId);
+  void addPeerFilterRule(std::string_view chain, uint8_t family, uint32_t setId);
+  void peerElements(uint8_t family, std::span<const IpAddr> addrs, bool add);
 
   static constexpr size_t kElementsPerMessage = 256;
 
@@ -75,6 +79,6 @@ class NftBatch {
 
 NftBatch buildFull(const FwModel& model, uint32_t firstSeq, bool withDebugText = false);
 NftBatch buildIncremental(const FwModel& to, const std::vector<MapDiff>& diff, uint32_t firstSeq,
-                          bool withDebugText = false);
+                          bool withDebugText = false, const PeerDiff& peers = {});
 
 }  // namespace plexd::netd::nft

@@ -127,6 +127,20 @@ void FirewallService::handleRules(ipc::Channel& ch, uint64_t gen, std::vector<ip
   changed();
 }
 
+void FirewallService::setPeers(const std::vector<IpPrefix>& allowedIps) {
+  if (!options_.enabled) return;
+  if (auto st = fw_.setPeers(allowedIps); !st) {
+    lastError_ = st.error().text();
+    log::error("cannot update the firewall's peer filter", {{"error", lastError_}});
+    changed();
+    return;
+  }
+  const bool off = fw_.applied() && !fw_.applied()->peerFilter && !allowedIps.empty();
+  if (off && !peerFilterOffLogged_)
+    log::warning("a peer has an allowed IP that is not a host address: the firewall's peer filter is off");
+  peerFilterOffLogged_ = off;
+}
+
 void FirewallService::onChange(const nft::NftChange& c) {
   if (!options_.enabled || !fw_.applied()) return;
   if (c.overrun) {

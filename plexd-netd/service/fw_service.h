@@ -48,6 +48,8 @@ class FirewallService {
   void setCtldChannel(std::function<ipc::Channel*()> current) { ctldChannel_ = std::move(current); }
   // From the NftMonitor.
   void onChange(const nft::NftChange& change);
+  // From NetdService after every peer change: the peer filter's addresses.
+  void setPeers(const std::vector<IpPrefix>& allowedIps);
 
   ipc::FwStatusReply status(bool withCounters, bool withForeign);
   // "firewall: 12 elements, 1 segment" for sd_notify STATUS=.
@@ -73,6 +75,7 @@ class FirewallService {
   std::string pendingRepair_;  // why; "" = none scheduled
   std::string lastForeignProcess_;
   uint64_t driftRepairs_ = 0;
+  bool peerFilterOffLogged_ = false;
   std::string lastError_;
   event::Source checkTimer_;
   event::Source repairTimer_;

@@ -340,6 +340,7 @@ void NetdService::handlePeers(ipc::Channel& ch, uint64_t gen, std::vector<ipc::W
     return;
   }
   syncedGen_ = gen;
+  peersApplied();
   status_.synced = true;
   status_.lastSyncMs = nowUnixMs();
   status_.lastApplyUs = static_cast<uint64_t>(stats->took.count());
@@ -383,6 +384,7 @@ void NetdService::handleChanges(ipc::Channel& ch, uint64_t gen, std::vector<ipc:
     return;
   }
   status_.lastApplyUs = static_cast<uint64_t>(stats->took.count());
+  peersApplied();
   log::info("applied peer changes",
             {{"added", std::to_string(stats->added)}, {"updated", std::to_string(stats->updated)},
              {"removed", std::to_string(stats->removed)}, {"took_us", std::to_string(stats->took.count())}});
@@ -527,6 +529,13 @@ std::string NetdService::statusLine() const {
   if (!status_.present) return deviceWanted_ ? "WireGuard device missing (repairing)" : "idle: no WireGuard device yet";
   return fmt::format("{} up ({}), {} peers{}", options_.ifname, backend_.name(), sync_.model().size(),
                      status_.lastError.empty() ? "" : ", last error: " + status_.lastError.substr(0, 200));
+}
+
+void NetdService::peersApplied() {
+  if (!peersCb_) return;
+  std::vector<IpPrefix> allowed;
+  for (const auto& [key, peer] : sync_.model()) allowed.insert(allowed.end(), peer.allowed_ips.begin(), peer.allowed_ips.end());
+  peersCb_(allowed);
 }
 
 void NetdService::changed() {

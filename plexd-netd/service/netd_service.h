@@ -91,6 +91,9 @@ class NetdService {
   // One line for sd_notify STATUS=.
   std::string statusLine() const;
   void onStatusChanged(std::function<void()> cb) { status_cb_ = std::move(cb); }
+  // After every change of the peer set (full set or delta), before ctld's
+  // ack: every peer's allowed IPs (the firewall's peer filter).
+  void onPeersApplied(std::function<void(const std::vector<IpPrefix>&)> cb) { peersCb_ = std::move(cb); }
 
  private:
   void handleKey(ipc::Reply reply);
@@ -120,6 +123,7 @@ class NetdService {
   void repair();
   void noteError(const Error& e);
   void notifyCtld(ipc::WgEvent::Kind kind, std::string detail);
+  void peersApplied();
   void changed();
 
   sd_event* loop_;
@@ -140,6 +144,7 @@ class NetdService {
   event::Source repairTimer_;
   std::chrono::milliseconds repairBackoff_;
   std::function<void()> status_cb_;
+  std::function<void(const std::vector<IpPrefix>&)> peersCb_;
 };
 
 WgPeerConfig toPeerConfig(const ipc::WgPeer& p);

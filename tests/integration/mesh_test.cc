@@ -98,11 +98,23 @@ TEST_CASE("a peer added in the control plane is configured everywhere within 2 s
     return it != peers.end() && it->second.endpoint == "192.0.2.44:51820";
   });
   CHECK(took < 2s);
+  // Its mesh address is in every node's firewall peer set (it may send).
+  const std::string newIp = jsonField(created.body, "mesh_ip");
+  REQUIRE_FALSE(newIp.empty());
+  auto inPeerSet = [&](MeshNode& n) {
+    const std::string set = lab.nsExec(n, "nft list set inet plexd peers4");
+    return set.find(" " + newIp + ",") != std::string::npos || set.find(" " + newIp + " ") != std::string::npos ||
+           set.find(" " + newIp + "\n") != std::string::npos;
+  };
+  for (auto* n : all) CHECK(inPeerSet(*n));
 
   auto removed = lab.emulator().admin("DELETE", "/admin/nodes/" + id);
   REQUIRE(removed.status == 200);
   took = waitAll(lab, all, 10s, "the peer gone from every node", [&](MeshNode& n) { return !lab.wgPeers(n).count(key); });
   CHECK(took < 2s);
+  // ... and its firewall element went in the same reconcile (netd updates the
+  // peer set before it acknowledges the peer change).
+  for (auto* n : all) CHECK_FALSE(inPeerSet(*n));
   // The mesh itself is untouched.
   CHECK(lab.ping(a, c.meshIp));
 }

@@ -305,6 +305,7 @@ TEST_CASE("the kernel holds plexd's table as nft prints it (golden)", "[netd][nf
       rule(4, 0, FwProto::tcp, "fd00::/64", "fd00::2/128", 22, 22, FwVerdict::accept),
       rule(5, 0, FwProto::icmp, "fd00::/8", "fd00::2/128", 0, 0, FwVerdict::drop),
   };
+  REQUIRE(fw.setPeers({*IpPrefix::parse("10.0.0.1/32"), *IpPrefix::parse("fd00::1/128")}).ok());
   REQUIRE(fw.apply(model(rules, 2, "plexd0")).ok());
   std::string listed = run("nft list table inet plexd");
   const std::string path = goldenPath("list_representative.nft");
@@ -497,4 +498,43 @@ TEST_CASE("foreign tables: plexd never edits them and names the ones that drop m
   REQUIRE(fw.removeTable().ok());
   CHECK(run("nft list tables").find("plexd") == std::string::npos);
   CHECK(run("nft list tables").find("filter") != std::string::npos);
+}
+
+TEST_CASE("peer visibility: only configured peers' addresses may send, removal takes effect at once", "[netd][nft]") {
+  FreshNetns ns;
+  PeerNamespace a(Link::veth, "pxm0");
+  UniqueFd web = listenOn(8080);
+  auto sock = NftSocket::open();
+  REQUIRE(sock.ok());
+  Firewall fw(*sock);
+  REQUIRE(fw.apply(model(webOnly(), 1)).ok());
+  CHECK_FALSE(fw.applied()->peerFilter);  // netd has not told it the peers yet
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+
+  // A is a peer: the policy decides.
+  REQUIRE(fw.setPeers({*IpPrefix::parse("10.77.0.1/32"), *IpPrefix::parse("fd77::1/128"),
+                       *IpPrefix::parse("10.77.0.9/32")})
+              .ok());
+  REQUIRE(fw.applied()->peerFilter);
+  CHECK(fw.stats().fullRebuilds == 2);  // the filter's rules appear: a structure change
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
+  CHECK(a.connect("fd77::2", 8080) == "connected");
+  std::string set = run("nft list set inet plexd peers4");
+  CHECK_THAT(set, Contains("10.77.0.1") && Contains("10.77.0.9"));
+
+  // A is removed from the peers: its traffic stops although the policy allows it.
+  REQUIRE(fw.setPeers({*IpPrefix::parse("10.77.0.9/32")}).ok());
+  CHECK(fw.stats().incrementalApplies == 1);
+  CHECK(fw.stats().lastBatchMessages == 2);  // one message per family
+  CHECK(a.connect("10.77.0.2", 8080) == "timeout");
+  CHECK(a.connect("fd77::2", 8080) == "timeout");
+  CHECK(run("nft list set inet plexd peers4").find("10.77.0.1 ") == std::string::npos);
+  auto tc = fw.check();
+  REQUIRE(tc.ok());
+  CHECK(tc->matches);
+
+  // A peer with a routed prefix (not a host address) turns the filter off.
+  REQUIRE(fw.setPeers({*IpPrefix::parse("10.77.0.0/24")}).ok());
+  CHECK_FALSE(fw.applied()->peerFilter);
+  CHECK(a.connect("10.77.0.2", 8080) == "connected");
 }
