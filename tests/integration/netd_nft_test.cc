@@ -7,19 +7,13 @@
 // so traffic from A arrives on it exactly like traffic from a WireGuard peer.
 // `nft` is the independent witness of what the kernel holds; TCP connects
 // and ping from A show what a user would notice.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netfilter/nf_tables.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sched.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +29,7 @@
 using namespace plexd;
 using namespace plexd::netd::nft;
 using Catch::Matchers::Contains;
+using plexd::test::FreshNetns;
 using plexd::test::isSocket;
 using plexd::test::pollUntil;
 using plexd::test::spawn;
@@ -43,42 +38,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string run(const std::string& cmd, int* rc = nullptr) {
-  std::string full = cmd + " 2>&1";
-  FILE* f = popen(full.c_str(), "r");
-  REQUIRE(f != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int status = pclose(f);
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (rc) {
-    *rc = code;
-  } else {
-    INFO(cmd << " ->\n" << out);
-    REQUIRE(code == 0);
-  }
-  return out;
-}
-
-class FreshNetns {
- public:
-  FreshNetns() {
-    original_.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (!original_) FAIL("cannot open /proc/thread-self/ns/net: " << std::strerror(errno));
-    if (unshare(CLONE_NEWNET) != 0) FAIL("unshare(CLONE_NEWNET): " << std::strerror(errno) << " (needs root)");
-    run("ip link set lo up");
-  }
-  ~FreshNetns() {
-    if (setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
-  }
-  FreshNetns(const FreshNetns&) = delete;
-  FreshNetns& operator=(const FreshNetns&) = delete;
-
- private:
-  UniqueFd original_;
-};
+// Runs a command in this thread's namespace; REQUIREs success, returns the output.
+std::string run(const std::string& cmd) { return plexd::test::mustRun(cmd); }
 
 enum class Link { veth, wireguard };
 
@@ -109,47 +70,13 @@ class PeerNamespace {
   PeerNamespace& operator=(const PeerNamespace&) = delete;
 
   // TCP connect from A: "connected", "refused" or "timeout" (the firewall
-  // dropped the SYN). 700 ms is far above a veth round trip.
+  // dropped the SYN). 700 ms is far above a veth or tunnel round trip.
   std::string connect(const std::string& addr, uint16_t port) const {
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      if (setns(fd_.get(), CLONE_NEWNET) != 0) _exit(10);
-      const bool v6 = addr.find(':') != std::string::npos;
-      int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-      sockaddr_storage ss{};
-      socklen_t len = 0;
-      if (v6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        inet_pton(AF_INET6, addr.c_str(), &a->sin6_addr);
-        len = sizeof(*a);
-      } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(port);
-        inet_pton(AF_INET, addr.c_str(), &a->sin_addr);
-        len = sizeof(*a);
-      }
-      ::connect(s, reinterpret_cast<sockaddr*>(&ss), len);
-      pollfd p{s, POLLOUT, 0};
-      if (poll(&p, 1, 700) <= 0) _exit(1);
-      int err = 0;
-      socklen_t el = sizeof(err);
-      getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
-      _exit(err == 0 ? 0 : err == ECONNREFUSED ? 2 : 3);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return code == 0 ? "connected" : code == 1 ? "timeout" : code == 2 ? "refused" : "error " + std::to_string(code);
+    return plexd::test::tcpConnectFrom("/run/netns/" + name_, addr, port, 700ms);
   }
 
   bool ping(const std::string& addr) const {
-    int rc = 0;
-    run("ip netns exec " + name_ + " ping -c 1 -W 1 " + addr, &rc);
-    return rc == 0;
+    return plexd::test::run("ip netns exec " + name_ + " ping -c 1 -W 1 " + addr) == 0;
   }
 
  private:
@@ -218,14 +145,10 @@ class PeerNamespace {
   struct NamedNetns {
     std::string name;
     explicit NamedNetns(std::string n) : name(std::move(n)) {
-      int rc = 0;
-      run("ip netns del " + name + " 2>/dev/null", &rc);
+      plexd::test::run("ip netns del " + name);
       run("ip netns add " + name);
     }
-    ~NamedNetns() {
-      int rc = 0;
-      run("ip netns del " + name, &rc);
-    }
+    ~NamedNetns() { plexd::test::run("ip netns del " + name); }
   };
   NamedNetns guard_;
   std::string name_;
@@ -237,17 +160,8 @@ class PeerNamespace {
 
 // A listening TCP socket in this thread's namespace (on all addresses).
 UniqueFd listenOn(uint16_t port) {
-  UniqueFd s(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(plexd::test::tcpListenIn("/proc/thread-self/ns/net", port));
   REQUIRE(s);
-  int zero = 0, one = 1;
-  setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-  setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(port);
-  a.sin6_addr = in6addr_any;
-  REQUIRE(bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(listen(s.get(), 16) == 0);
   return s;
 }
 

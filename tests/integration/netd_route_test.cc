@@ -30,51 +30,17 @@
 #include "plexd-netd/route/link_monitor.h"
 #include "plexd-netd/route/mesh_interface.h"
 #include "plexd-netd/route/rtnl.h"
+#include "tests/integration/process_util.h"
 
 using namespace plexd;
 using namespace plexd::netd;
 using Catch::Matchers::Contains;
+using plexd::test::FreshNetns;
 
 namespace {
 
-class FreshNetns {
- public:
-  FreshNetns() {
-    original_.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (!original_) FAIL("cannot open /proc/thread-self/ns/net: " << std::strerror(errno));
-    if (unshare(CLONE_NEWNET) != 0)
-      FAIL("unshare(CLONE_NEWNET): " << std::strerror(errno) << " (the integration tests need root)");
-  }
-  ~FreshNetns() {
-    // The namespace, with every link, address and route in it, goes away
-    // once its last socket is closed.
-    if (setns(original_.get(), CLONE_NEWNET) != 0) {
-      std::fprintf(stderr, "cannot return to the original network namespace: %s\n", std::strerror(errno));
-      std::abort();  // every later test would run in the wrong namespace
-    }
-  }
-  FreshNetns(const FreshNetns&) = delete;
-  FreshNetns& operator=(const FreshNetns&) = delete;
-
- private:
-  UniqueFd original_;
-};
-
-// Runs a shell command (in this thread's namespace: children inherit it),
-// requires success, returns stdout+stderr.
-std::string sh(const std::string& cmd) {
-  std::string full = cmd + " 2>&1";
-  FILE* f = popen(full.c_str(), "r");
-  REQUIRE(f != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int rc = pclose(f);
-  INFO(cmd << " ->\n" << out);
-  REQUIRE(rc == 0);
-  return out;
-}
+// A shell command in this thread's namespace; REQUIREs success, returns the output.
+std::string sh(const std::string& cmd) { return plexd::test::mustRun(cmd); }
 
 // A persistent tun named `name`, like the one wireguard-go creates.
 void makeTun(const std::string& name) {

@@ -19,26 +19,10 @@
 
 using namespace plexd;
 using namespace std::chrono_literals;
+using plexd::test::FreshNetns;
 using plexd::test::run;
 
 namespace {
-
-class FreshNetns {
- public:
-  FreshNetns() {
-    original_.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-    REQUIRE(original_);
-    if (unshare(CLONE_NEWNET) != 0) FAIL("unshare(CLONE_NEWNET): " << std::strerror(errno) << " (needs root)");
-  }
-  ~FreshNetns() {
-    if (setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
-  }
-  FreshNetns(const FreshNetns&) = delete;
-  FreshNetns& operator=(const FreshNetns&) = delete;
-
- private:
-  UniqueFd original_;
-};
 
 ctld::SnapshotPolicy policyOf(const std::string& fingerprintChar, std::vector<ctld::PolicyRule> rules) {
   ctld::SnapshotPolicy p;

@@ -42,11 +42,34 @@ int run(const std::string& cmd, std::string* out) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-void mustRun(const std::string& cmd) {
+std::string mustRun(const std::string& cmd) {
   std::string out;
   int rc = run(cmd, &out);
   INFO("command: " << cmd << "\noutput: " << out);
   REQUIRE(rc == 0);
+  return out;
+}
+
+FreshNetns::FreshNetns() {
+  original_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (original_ < 0) FAIL("cannot open /proc/thread-self/ns/net: " << std::strerror(errno));
+  if (unshare(CLONE_NEWNET) != 0) {
+    ::close(original_);
+    original_ = -1;
+    FAIL("unshare(CLONE_NEWNET): " << std::strerror(errno) << " (the integration tests need root)");
+  }
+  mustRun("ip link set lo up");
+}
+
+FreshNetns::~FreshNetns() {
+  if (original_ < 0) return;
+  // The namespace, with every link, address, route and table in it, goes
+  // away once its last socket is closed.
+  if (setns(original_, CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "cannot return to the original network namespace: %s\n", std::strerror(errno));
+    std::abort();  // every later test would run in the wrong namespace
+  }
+  ::close(original_);
 }
 
 bool pollUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

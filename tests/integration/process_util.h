@@ -20,8 +20,23 @@ std::string readFile(const std::string& path);
 // Runs a shell command; stdout and stderr together into *out. Its exit
 // status, or -1.
 int run(const std::string& cmd, std::string* out = nullptr);
-// run(), and REQUIRE that it succeeded (the output in the failure message).
-void mustRun(const std::string& cmd);
+// run(), and REQUIRE that it succeeded (the output in the failure message);
+// returns the output.
+std::string mustRun(const std::string& cmd);
+
+// A network namespace of its own for the calling thread (unshare), left again
+// (setns back) when the object goes away; everything created in it goes with
+// it. Loopback is up. Root only.
+class FreshNetns {
+ public:
+  FreshNetns();
+  ~FreshNetns();
+  FreshNetns(const FreshNetns&) = delete;
+  FreshNetns& operator=(const FreshNetns&) = delete;
+
+ private:
+  int original_ = -1;
+};
 
 // For things with no event to wait on (a file appearing, a log line being
 // written): polls pred every 20 ms until it holds or the time is up.
