@@ -646,6 +646,8 @@ hint "the control plane (emulator)" "E=\"$E\""
 hint "" "\$E status; \$E node list; \$E events"
 hint "what node $a pulls" "\$E snapshot ${node_id[$a]}"
 hint "a control-plane outage" "\$E offline; sleep 30; \$E online"
+hint "a policy: only ping from $a to $b" "\$E policy ${node_id[$b]} '{\"rules\":[{\"action\":\"allow\",\"protocol\":\"icmp\",\"source_cidr\":\"${node_mesh[$a]}/32\",\"destination_cidr\":\"${node_mesh[$b]}/32\"}]}'"
+hint "node $b's firewall" "ip netns exec ${node_ns[$b]} nft list table inet plexd"
 hint "take node $last out of the mesh" "\$E node delete ${node_id[$last]}"
 hint "every admin command" "docs/emulator.md; $(rel "$emu_bin") --help"
 succeeded=1
