@@ -52,7 +52,7 @@ enum class Link { veth, wireguard };
 class PeerNamespace {
  public:
   PeerNamespace(Link link, const std::string& ifname)
-      : guard_("pxfw-a-" + std::to_string(::getpid())), name_(guard_.name), ifname_(ifname), link_(link) {
+      : guard_("pxfw-a-" + std::to_string(::getpid())), name_(guard_.name), ifname_(ifname) {
     run("ip -n " + name_ + " link set lo up");
     fd_.reset(::open(("/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(fd_);
@@ -153,7 +153,6 @@ class PeerNamespace {
   NamedNetns guard_;
   std::string name_;
   std::string ifname_;
-  Link link_;
   UniqueFd fd_;
   plexd::test::Child wgA_, wgB_;  // killed and reaped by pid (before the namespace goes)
 };
