@@ -2,10 +2,11 @@
 // nft CLI on the same kernel in the same run. Root: everything happens in a
 // private network namespace that the process unshares at start (the nft, ip
 // and iperf3 children inherit it), plus a second namespace "A" joined to it
-// by a veth pair for the packet path.
+// by a veth pair for the packet path, and by a wireguard-go tunnel over a
+// second veth pair for the mesh case.
 //
 //   bench_nft_policy [--sizes 1000,10000] [--repeat 5] [--changes 20] [--connects 2000] [--rounds 5]
-//                    [--iperf-seconds 3] [--no-iperf]
+//                    [--iperf-seconds 3] [--no-iperf] [--no-wireguard]
 //
 // Per N (deterministic, non-overlapping /32 rules, 80 % tcp, 10 % udp,
 // 10 % icmp, 1 in 20 a deny; one of them allows tcp A -> B:5201):
@@ -19,7 +20,9 @@
 //   NF4: rules in the table (nft -a list) for plexd's maps and the linear set.
 //   packet path: TCP connects per second from A (new connections: the SYN
 //     walks the policy) and iperf3 throughput, through plexd's table, the
-//     linear ruleset, plexd's table with only the allowing rule, and no table.
+//     linear ruleset, plexd's table with only the allowing rule, and no table;
+//     iperf3 once over the veth pair and once through the wireguard-go tunnel
+//     (the table then hooked on B's WireGuard interface).
 // The run fails (exit 1) if the nft text lists differently from plexd's
 // table, a 1-rule change is not one incremental batch, or an allowed
 // connect from A fails.
@@ -30,13 +33,16 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -44,6 +50,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -85,27 +93,65 @@ constexpr const char* kAddrA = "10.77.0.1";
 constexpr const char* kAddrB = "10.77.0.2";
 constexpr uint16_t kPort = 5201;
 const std::string kChain = "plexd-mesh";
+// The wireguard-go case: a second veth pair is the underlay (10.78.0.0/24);
+// the tunnel carries kAddrA / kAddrB (as /32s, routed over the tunnel only
+// while its rows run, over the first veth pair otherwise).
+constexpr const char* kUnderIf = "pxnftu";  // B's end of the underlay
+constexpr const char* kUnderPeerIf = "pxnftv";
+constexpr const char* kUnderA = "10.78.0.1";
+constexpr const char* kUnderB = "10.78.0.2";
+constexpr uint16_t kWgPortA = 51912;
+constexpr uint16_t kWgPortB = 51911;
 
 // ---- emergency cleanup ----------------------------------------------------
 // What must not outlive the benchmark, where a signal handler can reach it
-// with async-signal-safe calls: the children (iperf3 server, TCP acceptor)
-// and namespace A's bind mount. Namespace B is this process's own and goes
-// away with it.
+// with async-signal-safe calls: the children (iperf3 server, TCP acceptor,
+// the two wireguard-go) with wireguard-go's UAPI sockets, namespace A's bind
+// mount and the temporary files. Namespace B is this process's own and goes
+// away with it (with B's end of both veth pairs and B's tunnel device).
+enum Slot : int { kServerSlot = 0, kAcceptorSlot = 1, kWgASlot = 2, kWgBSlot = 3, kSlots = 4 };
+constexpr bool isWg(int slot) { return slot == kWgASlot || slot == kWgBSlot; }
+constexpr size_t kFiles = 5;  // maps.nft, linear.nft, linear-wg.nft, wg-a.key, wg-b.key
 struct Leftovers {
-  std::atomic<pid_t> pids[2] = {0, 0};
+  std::atomic<pid_t> pids[kSlots] = {};
+  char sockets[2][128] = {};  // /var/run/wireguard/<if>.sock of wireguard-go in A, in B
   char netns[128] = {};
-  char files[3][128] = {};  // the temporary directory's two files, then the directory
+  char files[kFiles][128] = {};
+  char dir[128] = {};
 };
 Leftovers g_left;
 
-void emergencyCleanup() noexcept {
-  for (auto& p : g_left.pids) {
-    const pid_t pid = p.exchange(0);
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
+// Stops a child and reaps it: SIGTERM first if `graceful` (wireguard-go then
+// removes its device and socket), SIGKILL after 2 s or at once otherwise.
+void stopPid(pid_t pid, bool graceful) noexcept {
+  if (graceful && ::kill(pid, SIGTERM) == 0) {
+    for (int i = 0; i < 200; ++i) {
+      const pid_t r = ::waitpid(pid, nullptr, WNOHANG);
+      if (r == pid || (r < 0 && errno != EINTR)) return;
+      const timespec tick{0, 10'000'000};
+      ::nanosleep(&tick, nullptr);
     }
   }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// Stops the slot's child (if any) and, for wireguard-go, removes its socket
+// in case it could not (SIGKILL).
+void releaseSlot(int slot) noexcept {
+  const pid_t pid = g_left.pids[slot].exchange(0);
+  if (pid > 0) stopPid(pid, isWg(slot));
+  if (isWg(slot)) {
+    char* sock = g_left.sockets[slot - kWgASlot];
+    if (sock[0] != '\0') {
+      ::unlink(sock);
+      sock[0] = '\0';
+    }
+  }
+}
+
+void emergencyCleanup() noexcept {
+  for (int slot = 0; slot < kSlots; ++slot) releaseSlot(slot);
   if (g_left.netns[0] != '\0') {
     ::umount2(g_left.netns, MNT_DETACH);
     ::unlink(g_left.netns);
@@ -115,27 +161,21 @@ void emergencyCleanup() noexcept {
 
 void onSignal(int sig) {
   emergencyCleanup();
-  for (int i = 0; i < 2; ++i)
-    if (g_left.files[i][0] != '\0') ::unlink(g_left.files[i]);
-  if (g_left.files[2][0] != '\0') ::rmdir(g_left.files[2]);
+  for (const auto& f : g_left.files)
+    if (f[0] != '\0') ::unlink(f);
+  if (g_left.dir[0] != '\0') ::rmdir(g_left.dir);
   ::_exit(128 + sig);
 }
 
-// A child process that is killed (by PID) when this object goes.
+// A child process that is stopped (by PID) when this object goes.
 class Child {
  public:
-  Child(pid_t pid, int slot) : pid_(pid), slot_(slot) { g_left.pids[slot].store(pid); }
-  ~Child() {
-    if (g_left.pids[slot_].exchange(0) == pid_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
+  Child(pid_t pid, int slot) : slot_(slot) { g_left.pids[slot].store(pid); }
+  ~Child() { releaseSlot(slot_); }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
  private:
-  pid_t pid_;
   int slot_;
 };
 
@@ -181,6 +221,176 @@ class PeerNetns {
  private:
   std::string name_;
   UniqueFd fd_;
+};
+
+// The absolute path of a program as the shell finds it (`command -v`).
+std::optional<std::string> commandPath(const std::string& name) {
+  std::string out;
+  try {
+    runTimed({"/bin/sh", "-c", "command -v \"$0\"", name}, &out);
+  } catch (...) {  // NOLINT: not found
+    return std::nullopt;
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (out.empty() || out.front() != '/') return std::nullopt;
+  return out;
+}
+
+bool isSocket(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+// `wireguard-go -f <ifname>` in namespace nsFd (-1: this process's), its
+// stdout (the log) to stderr, registered in `slot` before any signal can
+// arrive; it gets SIGTERM should this process die without cleaning up.
+pid_t spawnWireguardGo(const std::string& bin, const std::string& ifname, int nsFd, int slot) {
+  std::vector<char*> args = {const_cast<char*>(bin.c_str()), const_cast<char*>("-f"),  // NOLINT: execve's signature
+                             const_cast<char*>(ifname.c_str()), nullptr};             // NOLINT
+  // WG_PROCESS_FOREGROUND=1 (what -f means) also spares stderr the banner
+  // that recommends the kernel module.
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::strncmp(*e, "WG_PROCESS_FOREGROUND=", 22) != 0) env.push_back(*e);
+  env.push_back(const_cast<char*>("WG_PROCESS_FOREGROUND=1"));  // NOLINT: execve's signature
+  env.push_back(nullptr);
+  sigset_t all;
+  sigset_t old;
+  ::sigfillset(&all);
+  ::sigprocmask(SIG_BLOCK, &all, &old);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) ::_exit(126);
+    if (nsFd >= 0 && ::setns(nsFd, CLONE_NEWNET) != 0) ::_exit(126);
+    ::dup2(2, 1);
+    ::execve(args[0], args.data(), env.data());
+    ::_exit(127);
+  }
+  if (pid > 0) g_left.pids[slot].store(pid);
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) die("fork");
+  return pid;
+}
+
+// A wireguard-go tunnel between namespace A and this one (B) over a veth
+// underlay, as in a plexd mesh: wireguard-go on both sides (userspace; the
+// devices' names carry the PID because the UAPI sockets in
+// /var/run/wireguard are shared by all namespaces), keys from `wg genkey`,
+// each side the other's only peer. The tunnel addresses are kAddrA / kAddrB
+// as /32s: route(true) sends A <-> B traffic through the tunnel, route(false)
+// over the first veth pair again.
+class WgTunnel {
+ public:
+  WgTunnel(const PeerNetns& peer, const std::string& dir, const std::string& wgGo, const std::string& wg)
+      : peer_(peer), ifA_(fmt::format("pxnwa{}", ::getpid())), ifB_(fmt::format("pxnwb{}", ::getpid())) {
+    const std::string& a = peer.name();
+    runTimed({kIp, "link", "add", kUnderIf, "type", "veth", "peer", "name", kUnderPeerIf, "netns", a});
+    runTimed({kIp, "addr", "add", std::string(kUnderB) + "/24", "dev", kUnderIf});
+    runTimed({kIp, "link", "set", kUnderIf, "up"});
+    runTimed({kIp, "-n", a, "addr", "add", std::string(kUnderA) + "/24", "dev", kUnderPeerIf});
+    runTimed({kIp, "-n", a, "link", "set", kUnderPeerIf, "up"});
+
+    // Keys: in the bench's 0700 directory, created under umask 077, removed
+    // as soon as wireguard-go has them.
+    const std::string keyA = dir + "/wg-a.key";
+    const std::string keyB = dir + "/wg-b.key";
+    fmt::format_to_n(g_left.files[3], sizeof g_left.files[3] - 1, "{}", keyA);
+    fmt::format_to_n(g_left.files[4], sizeof g_left.files[4] - 1, "{}", keyB);
+    std::string pubA, pubB;
+    {
+      const mode_t mask = ::umask(077);
+      try {
+        for (const auto& path : {keyA, keyB}) {
+          std::string key;
+          runTimed({wg, "genkey"}, &key);
+          writeFile(path, key);
+        }
+      } catch (...) {
+        ::umask(mask);
+        throw;
+      }
+      ::umask(mask);
+    }
+    const auto pub = [&](const std::string& path) {
+      std::string out;
+      runTimed({"/bin/sh", "-c", "exec \"$0\" pubkey < \"$1\"", wg, path}, &out);
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      return out;
+    };
+    pubA = pub(keyA);
+    pubB = pub(keyB);
+
+    const std::string sockA = "/var/run/wireguard/" + ifA_ + ".sock";
+    const std::string sockB = "/var/run/wireguard/" + ifB_ + ".sock";
+    fmt::format_to_n(g_left.sockets[0], sizeof g_left.sockets[0] - 1, "{}", sockA);
+    fmt::format_to_n(g_left.sockets[1], sizeof g_left.sockets[1] - 1, "{}", sockB);
+    wgB_.emplace(spawnWireguardGo(wgGo, ifB_, -1, kWgBSlot), kWgBSlot);
+    wgA_.emplace(spawnWireguardGo(wgGo, ifA_, peer.fd(), kWgASlot), kWgASlot);
+    for (int i = 0; i < 1000 && !(isSocket(sockA) && isSocket(sockB)); ++i) {
+      for (int slot : {kWgASlot, kWgBSlot}) {
+        const pid_t pid = g_left.pids[slot].load();
+        if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == pid) {
+          g_left.pids[slot].store(0);
+          die("wireguard-go exited (see its log above)");
+        }
+      }
+      ::usleep(10'000);
+    }
+    if (!isSocket(sockA) || !isSocket(sockB)) die("wireguard-go did not create its UAPI socket within 10 s");
+
+    runTimed({wg, "set", ifB_, "private-key", keyB, "listen-port", std::to_string(kWgPortB), "peer", pubA,
+              "allowed-ips", std::string(kAddrA) + "/32", "endpoint", fmt::format("{}:{}", kUnderA, kWgPortA)});
+    runTimed({wg, "set", ifA_, "private-key", keyA, "listen-port", std::to_string(kWgPortA), "peer", pubB,
+              "allowed-ips", std::string(kAddrB) + "/32", "endpoint", fmt::format("{}:{}", kUnderB, kWgPortB)});
+    for (size_t i : {size_t{3}, size_t{4}}) {
+      ::unlink(g_left.files[i]);
+      g_left.files[i][0] = '\0';
+    }
+    runTimed({kIp, "addr", "add", std::string(kAddrB) + "/32", "dev", ifB_});
+    runTimed({kIp, "link", "set", ifB_, "up"});
+    runTimed({kIp, "-n", a, "addr", "add", std::string(kAddrA) + "/32", "dev", ifA_});
+    runTimed({kIp, "-n", a, "link", "set", ifA_, "up"});
+    route(true);
+    const bool up = waitPing();
+    route(false);
+    if (!up) die("no ping crossed the wireguard-go tunnel within 15 s");
+  }
+  // wireguard-go by PID (A, then B; each removes its device and socket), the
+  // underlay with namespace A and this process's namespace.
+  ~WgTunnel() = default;
+  WgTunnel(const WgTunnel&) = delete;
+  WgTunnel& operator=(const WgTunnel&) = delete;
+
+  const std::string& ifB() const { return ifB_; }
+
+  void route(bool on) {
+    const char* verb = on ? "add" : "del";
+    runTimed({kIp, "route", verb, std::string(kAddrA) + "/32", "dev", ifB_, "src", kAddrB});
+    runTimed({kIp, "-n", peer_.name(), "route", verb, std::string(kAddrB) + "/32", "dev", ifA_, "src", kAddrA});
+  }
+
+  // Whether a ping from A reaches B (through whatever route(on) chose), tried
+  // for up to 15 s (the first one waits for the handshake).
+  bool waitPing() const {
+    for (const double end = monoMs() + 15'000; monoMs() < end; ::usleep(100'000)) {
+      try {
+        runTimed({kIp, "netns", "exec", peer_.name(), "ping", "-q", "-c", "1", "-W", "1", kAddrB});
+        return true;
+      } catch (...) {  // NOLINT: not yet
+      }
+    }
+    return false;
+  }
+
+ private:
+  const PeerNetns& peer_;
+  std::string ifA_;
+  std::string ifB_;
+  std::optional<Child> wgB_;  // destroyed after wgA_
+  std::optional<Child> wgA_;
 };
 
 // ---- the policy -------------------------------------------------------------
@@ -522,13 +732,14 @@ struct Options {
   int iperfSeconds = 3;
   int pathRounds = 5;
   bool iperf = true;
+  bool wireguard = true;
 };
 
 class Bench {
  public:
   Bench(const Options& o, const std::string& dir, NftSocket& sock, const PeerNetns& peer,
-        std::optional<std::string> iperf3)
-      : o_(o), dir_(dir), sock_(sock), peer_(peer), iperf3_(std::move(iperf3)) {}
+        std::optional<std::string> iperf3, WgTunnel* wg)
+      : o_(o), dir_(dir), sock_(sock), peer_(peer), iperf3_(std::move(iperf3)), wg_(wg) {}
 
   void run(size_t n, Table& table, Table& detail) {
     std::fprintf(stderr, "N = %zu: compiling\n", n);
@@ -704,6 +915,7 @@ class Bench {
 
     // ---- the packet path
     pathRows(n, *model, linearPath, table);
+    wgRows(n, *compiled, table);
 
     detail.row({N, num(median(compileMs)), num(median(modelMs)), num(median(encodeMs)), num(median(applyMs)),
                 num(median(applyMs) - median(encodeMs)), fmt::format("{}", fullMsgs != 0 ? fullMsgs : batchMsgs),
@@ -723,43 +935,102 @@ class Bench {
   // Packet-path configurations: no table, plexd's table with N rules, the
   // linear table with N rules, plexd's table with only the allowing rule.
   static constexpr int kConfigs = 4;
+  using Samples = std::array<std::vector<double>, kConfigs>;
   void configure(int which, const FwModel& model, const std::string& linearPath) {
     dropTable(sock_);
     if (which == 1 || which == 3) {
       Firewall fw(sock_);
-      must(fw.apply(which == 1 ? model : allowOnly()), "Firewall::apply");
+      must(fw.apply(which == 1 ? model : allowOnly(model.ifname)), "Firewall::apply");
     } else if (which == 2) {
       runTimed({kNft, "-f", linearPath});
     }
   }
 
-  // plexd's table for a policy of only the rule the packet path needs.
-  const FwModel& allowOnly() {
-    if (!allowOnly_) {
+  // plexd's table (on ifname) for a policy of only the rule the packet path needs.
+  const FwModel& allowOnly(const std::string& ifname) {
+    auto it = allowOnly_.find(ifname);
+    if (it == allowOnly_.end()) {
       ctld::SnapshotPolicy p = makePolicy(2);
       p.rules.erase(p.rules.begin());  // makePolicy(2): rule 1 is the allowing one
       auto c = ctld::compilePolicy(p, PolicyOnNull::deny);
       must(c, "compilePolicy (1 rule)");
-      auto m = netd::nft::buildModel(c->header, c->rules, kMeshIf, kChain);
+      auto m = netd::nft::buildModel(c->header, c->rules, ifname, kChain);
       must(m, "buildModel (1 rule)");
-      allowOnly_ = std::move(*m);
+      it = allowOnly_.emplace(ifname, std::move(*m)).first;
     }
-    return *allowOnly_;
+    return it->second;
   }
 
-  static std::optional<double> med(const std::vector<double>& v) {
-    if (v.empty()) return std::nullopt;
-    return median(v);
+  // iperf3 from A to B:5201 (whichever way A reaches B now), --rounds x the
+  // four configurations in rotating order; Mbit/s per configuration.
+  Samples iperfRounds(size_t n, const char* over, const FwModel& model, const std::string& linearPath) {
+    std::fprintf(stderr, "N = %zu: iperf3 over %s %d s x %d x %d configurations\n", n, over, o_.iperfSeconds,
+                 o_.pathRounds, kConfigs);
+    Samples mbps;
+    {
+      Child server(spawnQuiet({*iperf3_, "-s", "-p", std::to_string(kPort), "-B", kAddrB}), kServerSlot);
+      for (int i = 0; i < 500 && !listening(kPort); ++i) ::usleep(10'000);
+      if (!listening(kPort)) die("iperf3 -s does not listen");
+      for (int r = 0; r < o_.pathRounds; ++r)
+        for (int k = 0; k < kConfigs; ++k) {
+          const int which = (k + r) % kConfigs;
+          configure(which, model, linearPath);
+          std::string out;
+          try {
+            runTimed({kIp, "netns", "exec", peer_.name(), *iperf3_, "-c", kAddrB, "-p", std::to_string(kPort), "-t",
+                      std::to_string(o_.iperfSeconds), "-J"},
+                     &out);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "iperf3 -c: %s\n", e.what());
+          }
+          mbps[static_cast<size_t>(which)].push_back(iperfMbps(out).value_or(std::nan("")));
+        }
+    }
+    dropTable(sock_);
+    static constexpr const char* kNames[kConfigs] = {"no table", "plexd N", "linear N", "plexd 1"};
+    std::string samples;
+    for (size_t c = 0; c < kConfigs; ++c) {
+      samples += fmt::format("{}{}:", c == 0 ? "" : ";", kNames[c]);
+      for (double v : mbps[c]) samples += fmt::format(" {:.0f}", v);
+    }
+    std::fprintf(stderr, "N = %zu: iperf3 over %s, Mbit/s per round: %s\n", n, over, samples.c_str());
+    return mbps;
   }
+
+  // "yes (3.2 %)": the throughput lost at a (paired) ratio, against the 5 % goal.
+  static std::string loss(std::optional<double> ratio) {
+    if (!ratio) return "-";
+    const double l = (1 - *ratio) * 100;
+    return fmt::format("{} ({:.1f} %)", l < 5 ? "yes" : "NO", l);
+  }
+
+  // The median of the samples that are numbers (a failed round is NaN).
+  static std::optional<double> med(const std::vector<double>& v) {
+    std::vector<double> ok;
+    std::copy_if(v.begin(), v.end(), std::back_inserter(ok), [](double x) { return std::isfinite(x); });
+    if (ok.empty()) return std::nullopt;
+    return median(std::move(ok));
+  }
+
+  // The median over rounds of with[r] / base[r]: a round runs the four
+  // configurations back to back, so a change in the machine's load (a CI
+  // run starting) hits both sides of a pair alike.
+  static std::optional<double> pairedRatio(const std::vector<double>& with, const std::vector<double>& base) {
+    std::vector<double> r;
+    for (size_t i = 0; i < std::min(with.size(), base.size()); ++i)
+      if (std::isfinite(with[i]) && std::isfinite(base[i]) && base[i] > 0) r.push_back(with[i] / base[i]);
+    return med(r);
+  }
+  static std::string ratioText(std::optional<double> r) { return r ? fmt::format("{:.2f}x", *r) : "-"; }
 
   void pathRows(size_t n, const FwModel& model, const std::string& linearPath, Table& table) {
     const std::string N = std::to_string(n);
-    std::vector<double> rate[kConfigs], mbps[kConfigs];
+    Samples rate;
     bool rateFailed = false;
     std::fprintf(stderr, "N = %zu: %zu TCP connects x %d x %d configurations\n", n, o_.connects, o_.pathRounds,
                  kConfigs);
     {
-      Child acceptor(startAcceptor(kPort), 1);
+      Child acceptor(startAcceptor(kPort), kAcceptorSlot);
       configure(0, model, linearPath);
       static_cast<void>(connectRate(peer_.fd(), kPort, std::min<size_t>(o_.connects, 200)));  // warm-up (ARP, caches)
       for (int r = 0; r < o_.pathRounds; ++r)
@@ -768,7 +1039,7 @@ class Bench {
           configure(which, model, linearPath);
           auto v = connectRate(peer_.fd(), kPort, o_.connects);
           if (v)
-            rate[which].push_back(*v);
+            rate[static_cast<size_t>(which)].push_back(*v);
           else
             rateFailed = true;
         }
@@ -791,42 +1062,47 @@ class Bench {
                num(med(rate[2]), 0)});
 
     if (!o_.iperf || !iperf3_) {
-      table.row({"iperf3 Mbit/s (A -> B, established)", N, "skipped", "no table", "skipped", "-", "skipped",
-                 "loss < 5%", "-"});
+      table.row({"iperf3 Mbit/s over veth", N, "skipped", "no table", "skipped", "-", "skipped", "loss < 5%", "-"});
       return;
     }
-    std::fprintf(stderr, "N = %zu: iperf3 %d s x %d x %d configurations\n", n, o_.iperfSeconds, o_.pathRounds,
-                 kConfigs);
-    {
-      Child server(spawnQuiet({*iperf3_, "-s", "-p", std::to_string(kPort), "-B", kAddrB}), 0);
-      for (int i = 0; i < 500 && !listening(kPort); ++i) ::usleep(10'000);
-      if (!listening(kPort)) die("iperf3 -s does not listen");
-      for (int r = 0; r < o_.pathRounds; ++r)
-        for (int k = 0; k < kConfigs; ++k) {
-          const int which = (k + r) % kConfigs;
-          configure(which, model, linearPath);
-          std::string out;
-          try {
-            runTimed({kIp, "netns", "exec", peer_.name(), *iperf3_, "-c", kAddrB, "-p", std::to_string(kPort), "-t",
-                      std::to_string(o_.iperfSeconds), "-J"},
-                     &out);
-          } catch (const std::exception& e) {
-            std::fprintf(stderr, "iperf3 -c: %s\n", e.what());
-          }
-          if (auto v = iperfMbps(out)) mbps[which].push_back(*v);
-        }
-    }
-    dropTable(sock_);
+    const Samples mbps = iperfRounds(n, "veth", model, linearPath);
     const auto with = med(mbps[1]);
     const auto without = med(mbps[0]);
-    std::string met = "-";
-    if (with && without) {
-      const double loss = (1 - *with / *without) * 100;
-      met = fmt::format("{} ({:.1f} %)", loss < 5 ? "yes" : "NO", loss);
+    const auto r = pairedRatio(mbps[1], mbps[0]);
+    table.row({"iperf3 Mbit/s over veth", N, num(with, 0), "no table", num(without, 0), ratioText(r),
+               num(med(mbps[2]), 0), "loss < 5%", loss(r)});
+    path_.row({"iperf3 Mbit/s, veth", N, num(without, 0), num(med(mbps[3]), 0), num(with, 0), num(med(mbps[2]), 0)});
+  }
+
+  // iperf3 through the wireguard-go tunnel, the tables hooked on B's
+  // WireGuard interface (the same policy, built for that ifname).
+  void wgRows(size_t n, const ctld::CompiledPolicy& compiled, Table& table) {
+    const std::string N = std::to_string(n);
+    const char* label = "iperf3 Mbit/s over wireguard-go";
+    if (wg_ == nullptr) {
+      table.row({label, N, "skipped", "no table", "skipped", "-", "skipped", "loss < 5%", "-"});
+      return;
     }
-    table.row({"iperf3 Mbit/s (A -> B, established)", N, num(with, 0), "no table", num(without, 0),
-               ratio(with, without), num(med(mbps[2]), 0), "loss < 5%", met});
-    path_.row({"iperf3 Mbit/s", N, num(without, 0), num(med(mbps[3]), 0), num(with, 0), num(med(mbps[2]), 0)});
+    auto model = netd::nft::buildModel(compiled.header, compiled.rules, wg_->ifB(), kChain);
+    must(model, "buildModel (wireguard-go interface)");
+    const std::string linearPath = dir_ + "/linear-wg.nft";
+    writeFile(linearPath, linearText(compiled, wg_->ifB(), kChain));
+    dropTable(sock_);
+    wg_->route(true);
+    if (!wg_->waitPing()) die("no ping crossed the wireguard-go tunnel within 15 s");
+    const Samples mbps = iperfRounds(n, "wireguard-go", *model, linearPath);
+    wg_->route(false);
+    const auto with = med(mbps[1]);
+    const auto without = med(mbps[0]);
+    const auto one = med(mbps[3]);
+    const auto linear = med(mbps[2]);
+    const auto vsNone = pairedRatio(mbps[1], mbps[0]);
+    const auto vsOne = pairedRatio(mbps[1], mbps[3]);
+    table.row({label, N, num(with, 0), "no table", num(without, 0), ratioText(vsNone), num(linear, 0), "loss < 5%",
+               loss(vsNone)});
+    table.row({label, N, num(with, 0), "plexd, 1 rule", num(one, 0), ratioText(vsOne), num(linear, 0), "loss < 5%",
+               loss(vsOne)});
+    path_.row({"iperf3 Mbit/s, wireguard-go", N, num(without, 0), num(one, 0), num(with, 0), num(linear, 0)});
   }
 
   const Options& o_;
@@ -834,9 +1110,10 @@ class Bench {
   NftSocket& sock_;
   const PeerNetns& peer_;
   std::optional<std::string> iperf3_;
+  WgTunnel* wg_;
   std::optional<size_t> rulesAtFirst_;
   std::optional<std::optional<double>> firstRate_;
-  std::optional<FwModel> allowOnly_;
+  std::map<std::string, FwModel> allowOnly_;  // by ifname
   bool ok_ = true;
   bool keep_ = false;
   Table change_{{"1-rule change (medians)", "compile N+1 ms", "buildModel ms", "add: apply ms", "remove: apply ms",
@@ -866,9 +1143,11 @@ int mainImpl(int argc, char** argv) {
       o.pathRounds = std::max(1, std::stoi(next()));
     } else if (a == "--no-iperf") {
       o.iperf = false;
+    } else if (a == "--no-wireguard") {
+      o.wireguard = false;
     } else {
       die("usage: bench_nft_policy [--sizes 1000,10000] [--repeat 5] [--changes 20] [--connects 2000] "
-          "[--rounds 5] [--iperf-seconds 3] [--no-iperf]");
+          "[--rounds 5] [--iperf-seconds 3] [--no-iperf] [--no-wireguard]");
     }
   }
   for (size_t n : o.sizes)
@@ -887,16 +1166,38 @@ int mainImpl(int argc, char** argv) {
   char tmpl[] = "/tmp/plexd-bench-nft-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
   const std::string dir = tmpl;
-  const std::string files[] = {dir + "/maps.nft", dir + "/linear.nft", dir};
+  fmt::format_to_n(g_left.dir, sizeof g_left.dir - 1, "{}", dir);
+  const std::string files[] = {dir + "/maps.nft", dir + "/linear.nft", dir + "/linear-wg.nft"};
   for (size_t i = 0; i < 3; ++i) fmt::format_to_n(g_left.files[i], sizeof g_left.files[i] - 1, "{}", files[i]);
+  const auto removeDir = [&] {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    g_left.dir[0] = '\0';
+  };
 
   int rc = 0;
   bool keep = false;
   try {
     PeerNetns peer;
+    std::optional<WgTunnel> wg;
+    if (o.wireguard && o.iperf && iperf3) {
+      const auto wgGo = commandPath("wireguard-go");
+      const auto wgTool = commandPath("wg");
+      if (!wgGo || !wgTool) {
+        std::fprintf(stderr, "wireguard-go or wg is missing (apt-get install wireguard-go wireguard-tools): "
+                             "the wireguard-go rows are skipped\n");
+      } else {
+        std::fprintf(stderr, "starting wireguard-go in A and B\n");
+        try {
+          wg.emplace(peer, dir, *wgGo, *wgTool);
+        } catch (const std::exception& e) {
+          die(std::string("wireguard-go tunnel: ") + e.what() + " (--no-wireguard leaves it out)");
+        }
+      }
+    }
     auto sock = NftSocket::open();
     must(sock, "nftables socket");
-    Bench bench(o, dir, *sock, peer, iperf3);
+    Bench bench(o, dir, *sock, peer, iperf3, wg ? &*wg : nullptr);
     Table table({"case", "N", "plexd", "baseline", "base", "plexd/base", "linear nft -f", "goal", "met?"});
     Table detail({"full apply (medians)", "compile ms", "buildModel ms", "encode ms", "apply ms", "apply - encode ms",
                   "batch msgs", "batch KiB", "nft -f text KiB", "linear text KiB"});
@@ -908,8 +1209,14 @@ int mainImpl(int argc, char** argv) {
         "  the same run (process start and parsing included): `nft -f` of the same table as text, one\n"
         "  `nft add/delete element`. linear: `nft -f` of one rule per policy rule (for the packet rows: the\n"
         "  same linear table loaded). Packet rows: median of %d rounds; connections from namespace A over\n"
-        "  veth, SYN through the policy (the allowing rule is rule N/2), closed with RST; iperf3 -t %d.\n\n",
-        o.repeat, o.changes, o.pathRounds, o.iperfSeconds);
+        "  veth, SYN through the policy (the allowing rule is rule N/2), closed with RST; iperf3 -t %d over\n"
+        "  the veth pair%s\n"
+        "  iperf3 rows: plexd/base and the loss are the median of the per-round ratios (a round runs the\n"
+        "  four configurations back to back).\n\n",
+        o.repeat, o.changes, o.pathRounds, o.iperfSeconds,
+        wg ? ", and through a wireguard-go tunnel (userspace WireGuard, A <-> B over a second veth\n"
+             "  pair) with the tables on B's WireGuard interface."
+           : ".");
     std::printf("%s\n", detail.render().c_str());
     std::printf("encode: nft::buildFull (libnftnl) alone; apply - encode: the kernel's transaction and the ACKs.\n\n");
     std::printf("%s\n", bench.changes().render().c_str());
@@ -920,13 +1227,11 @@ int mainImpl(int argc, char** argv) {
     keep = bench.keep();
   } catch (...) {
     emergencyCleanup();
+    removeDir();
     throw;
   }
   emergencyCleanup();
-  if (!keep) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
+  if (!keep) removeDir();
   return rc;
 }
 
