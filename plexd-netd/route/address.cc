@@ -39,6 +39,24 @@ nl::Request addressRequest(int type, int flags, const AddressInfo& a, int index,
 
 }  // namespace
 
+namespace nl {
+
+Result<std::optional<AddressInfo>> parseAddress(nlmsghdr* h, int index) {
+  std::array<nlattr*, IFA_MAX + 1> tb{};
+  if (!parse(h, sizeof(ifaddrmsg), tb.data(), IFA_MAX, kAddrPolicy.data()))
+    return Error("malformed address message from the kernel", EPROTO);
+  const auto* m = static_cast<const ifaddrmsg*>(nlmsg_data(h));
+  if (static_cast<int>(m->ifa_index) != index || !familyOf(m->ifa_family)) return std::optional<AddressInfo>();
+  // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's
+  // on point-to-point links, and the only one IPv6 reports otherwise.
+  auto a = addrFromAttr(tb[IFA_LOCAL] != nullptr ? tb[IFA_LOCAL] : tb[IFA_ADDRESS], m->ifa_family);
+  if (!a) return Error("address message without a usable address from the kernel", EPROTO);
+  uint8_t proto = tb[IFA_PROTO] != nullptr ? nla_get_u8(tb[IFA_PROTO]) : 0;
+  return std::optional<AddressInfo>(AddressInfo{*a, m->ifa_prefixlen, proto});
+}
+
+}  // namespace nl
+
 Result<std::vector<AddressInfo>> Rtnl::addressesOf(int index, std::string_view ifname) {
   std::string what = fmt::format("cannot read the addresses of {}", ifname);
   ifaddrmsg ifa{};
@@ -52,17 +70,9 @@ Result<std::vector<AddressInfo>> Rtnl::addressesOf(int index, std::string_view i
       *msg, [&] { out.clear(); },
       [&](nlmsghdr* h) -> Status {
         if (h->nlmsg_type != RTM_NEWADDR) return {};
-        std::array<nlattr*, IFA_MAX + 1> tb{};
-        if (!nl::parse(h, sizeof(ifaddrmsg), tb.data(), IFA_MAX, kAddrPolicy.data()))
-          return Error("malformed address message from the kernel", EPROTO);
-        const auto* m = static_cast<const ifaddrmsg*>(nlmsg_data(h));
-        if (static_cast<int>(m->ifa_index) != index || !nl::familyOf(m->ifa_family)) return {};
-        // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's
-        // on point-to-point links, and the only one IPv6 reports otherwise.
-        auto a = nl::addrFromAttr(tb[IFA_LOCAL] != nullptr ? tb[IFA_LOCAL] : tb[IFA_ADDRESS], m->ifa_family);
-        if (!a) return Error("address message without a usable address from the kernel", EPROTO);
-        uint8_t proto = tb[IFA_PROTO] != nullptr ? nla_get_u8(tb[IFA_PROTO]) : 0;
-        out.push_back(AddressInfo{*a, m->ifa_prefixlen, proto});
+        auto a = nl::parseAddress(h, index);
+        if (!a) return a.takeError();
+        if (*a) out.push_back(**a);
         return {};
       },
       what);

@@ -58,7 +58,15 @@ class Request {
 // is malformed.
 bool parse(nlmsghdr* hdr, int header_len, nlattr** tb, int max_attr, const nla_policy* policy);
 
+// Decoders of the kernel's replies (each message's nlmsg_len must lie within
+// the buffer, as the receive loop checks; tests/fuzz/targets/rtnl_reply.cc).
 // A LinkInfo from an RTM_NEWLINK/RTM_DELLINK message; nullopt if malformed.
 std::optional<LinkInfo> parseLink(nlmsghdr* hdr);
+// One RTM_NEWROUTE from a dump, or nullopt for routes outside what we look
+// at: other tables, source-specific (IPv6 "from") routes, cached clones.
+Result<std::optional<RouteInfo>> parseRoute(nlmsghdr* hdr);
+// One RTM_NEWADDR of the interface `index`; nullopt for other interfaces and
+// families.
+Result<std::optional<AddressInfo>> parseAddress(nlmsghdr* hdr, int index);
 
 }  // namespace plexd::netd::nl

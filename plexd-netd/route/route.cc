@@ -37,8 +37,10 @@ std::string ifnameOf(int index) {
   return index > 0 ? fmt::format("interface #{}", index) : "no single interface";
 }
 
-// One RTM_NEWROUTE from a dump, or nullopt for routes outside what we look
-// at: other tables, source-specific (IPv6 "from") routes, cached clones.
+}  // namespace
+
+namespace nl {
+
 Result<std::optional<RouteInfo>> parseRoute(nlmsghdr* h) {
   std::array<nlattr*, RTA_MAX + 1> tb{};
   if (!nl::parse(h, sizeof(rtmsg), tb.data(), RTA_MAX, kRoutePolicy.data()))
@@ -67,7 +69,7 @@ Result<std::optional<RouteInfo>> parseRoute(nlmsghdr* h) {
   return std::optional<RouteInfo>(route);
 }
 
-}  // namespace
+}  // namespace nl
 
 Result<std::vector<RouteInfo>> Rtnl::routesOf(int oif, uint8_t protocol, const std::optional<IpPrefix>& only,
                                               std::string_view ifname) {
@@ -89,7 +91,7 @@ Result<std::vector<RouteInfo>> Rtnl::routesOf(int oif, uint8_t protocol, const s
         *msg, [&] { found.clear(); },
         [&](nlmsghdr* h) -> Status {
           if (h->nlmsg_type != RTM_NEWROUTE) return {};
-          auto route = parseRoute(h);
+          auto route = nl::parseRoute(h);
           if (!route) return route.takeError();
           if (!*route) return {};
           const RouteInfo& ri = **route;
