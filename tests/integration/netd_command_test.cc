@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <optional>
 
 #include <array>
 #include <cctype>
@@ -115,7 +116,7 @@ class Probe {
   Probe(const std::string& dir, const std::string& ifname) : log_(dir + "/probe.log") {
     int o[2], i[2];
     REQUIRE(pipe2(o, O_CLOEXEC) == 0);
-    out_.reset(o[0]);
+    out_.emplace(o[0]);
     UniqueFd w(o[1]);
     REQUIRE(pipe2(i, O_CLOEXEC) == 0);
     UniqueFd r(i[0]);
@@ -131,8 +132,8 @@ class Probe {
 
   // Sends one command; later expect()s look only at what it printed since.
   void command(const std::string& cmd) {
-    drain();
-    mark_ = lines_.size();
+    out_->drain();
+    mark_ = out_->lines().size();
     const std::string line = cmd + "\n";
     REQUIRE(write(in_.get(), line.data(), line.size()) == static_cast<ssize_t>(line.size()));
   }
@@ -144,12 +145,13 @@ class Probe {
                      const std::function<std::string()>& context) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-      for (size_t i = mark_; i < lines_.size(); ++i)
-        if (lines_[i].rfind(prefix, 0) == 0) return lines_[i];
+      const auto& lines = out_->lines();
+      for (size_t i = mark_; i < lines.size(); ++i)
+        if (lines[i].rfind(prefix, 0) == 0) return lines[i];
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !readSome(left)) {
+      if (left.count() <= 0 || !out_->readSome(left)) {
         FAIL("probe did not print '" << prefix << "...' within " << timeout.count() << " ms\n"
-                                     << context() << "\n--- probe stdout:\n" << all() << "--- probe log:\n"
+                                     << context() << "\n--- probe stdout:\n" << out_->all() << "--- probe log:\n"
                                      << readFile(log_));
       }
     }
@@ -159,37 +161,15 @@ class Probe {
   }
   // Everything printed so far (non-blocking).
   std::string drain() {
-    while (readSome(0ms)) {
-    }
-    return all();
+    out_->drain();
+    return out_->all();
   }
 
  private:
-  bool readSome(std::chrono::milliseconds timeout) {
-    pollfd p{out_.get(), POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    char buf[4096];
-    ssize_t n = read(out_.get(), buf, sizeof buf);
-    if (n <= 0) return false;
-    partial_.append(buf, static_cast<size_t>(n));
-    for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
-      lines_.push_back(partial_.substr(0, nl));
-      partial_.erase(0, nl + 1);
-    }
-    return true;
-  }
-  std::string all() const {
-    std::string s;
-    for (const auto& l : lines_) s += l + "\n";
-    return s;
-  }
-
   std::string log_;
-  UniqueFd out_;
+  std::optional<LineReader> out_;
   UniqueFd in_;
   Child child_;
-  std::vector<std::string> lines_;
-  std::string partial_;
   size_t mark_ = 0;
 };
 

@@ -25,6 +25,7 @@
 #include "common/fd.h"
 #include "plexd-netd/nft/firewall.h"
 #include "tests/integration/process_util.h"
+#include "tests/unit/netd/fw_rule.h"
 
 using namespace plexd;
 using namespace plexd::netd::nft;
@@ -164,20 +165,7 @@ UniqueFd listenOn(uint16_t port) {
   return s;
 }
 
-ipc::FwRule rule(uint32_t index, uint16_t segment, ipc::FwProto proto, const std::string& src, const std::string& dst,
-                 uint16_t from, uint16_t to, ipc::FwVerdict v) {
-  ipc::FwRule r;
-  r.index = index;
-  r.segment = segment;
-  r.proto = proto;
-  r.source = *IpPrefix::parse(src);
-  r.destination = *IpPrefix::parse(dst);
-  r.port_from = from;
-  r.port_to = to;
-  r.verdict = v;
-  REQUIRE(r.validate().ok());
-  return r;
-}
+constexpr auto rule = netd::testing::fwRule;
 
 FwModel model(const std::vector<ipc::FwRule>& rules, uint16_t segments, const std::string& ifname = "pxm0",
               ipc::FwVerdict def = ipc::FwVerdict::drop) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <optional>
 
 #include <chrono>
 #include <cstring>
@@ -51,7 +52,7 @@ class Probe {
   Probe(const std::string& dir, const std::vector<std::string>& peers) : log_(dir + "/probe.log") {
     int p[2];
     REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-    out_.reset(p[0]);
+    out_.emplace(p[0]);
     UniqueFd w(p[1]);
     std::vector<std::string> argv = {kProbe, "--ipc-dir", dir, "--user", expectedUser("ctld")};
     if (!plexdUsersExist()) argv.push_back("--dev-user-fallback");
@@ -69,52 +70,31 @@ class Probe {
     auto start = std::chrono::steady_clock::now();
     auto deadline = start + timeout;
     for (;;) {
-      for (size_t i = seen_; i < lines_.size(); ++i) {
-        if (lines_[i] == line) {
+      const auto& lines = out_->lines();
+      for (size_t i = seen_; i < lines.size(); ++i) {
+        if (lines[i] == line) {
           seen_ = i + 1;
           return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
         }
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !readSome(left)) {
+      if (left.count() <= 0 || !out_->readSome(left)) {
         FAIL("probe did not print '" << line << "' within " << timeout.count() << " ms\n"
-                                     << context << "\n--- probe stdout:\n" << all() << "--- probe log:\n"
+                                     << context << "\n--- probe stdout:\n" << out_->all() << "--- probe log:\n"
                                      << readFile(log_));
       }
     }
   }
   // Lines printed so far (non-blocking).
   std::string drain() {
-    while (readSome(0ms)) {
-    }
-    return all();
+    out_->drain();
+    return out_->all();
   }
 
  private:
-  bool readSome(std::chrono::milliseconds timeout) {
-    pollfd p{out_.get(), POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
-    char buf[4096];
-    ssize_t n = read(out_.get(), buf, sizeof buf);
-    if (n <= 0) return false;
-    partial_.append(buf, static_cast<size_t>(n));
-    for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
-      lines_.push_back(partial_.substr(0, nl));
-      partial_.erase(0, nl + 1);
-    }
-    return true;
-  }
-  std::string all() const {
-    std::string s;
-    for (const auto& l : lines_) s += l + "\n";
-    return s;
-  }
-
   std::string log_;
-  UniqueFd out_;
+  std::optional<LineReader> out_;
   Child child_;
-  std::vector<std::string> lines_;
-  std::string partial_;
   size_t seen_ = 0;
 };
 

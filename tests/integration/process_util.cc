@@ -86,6 +86,35 @@ bool isSocket(const std::string& path) {
   return lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+LineReader::~LineReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool LineReader::readSome(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(fd_, buf, sizeof buf);
+  if (n <= 0) return false;
+  partial_.append(buf, static_cast<size_t>(n));
+  for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
+    lines_.push_back(partial_.substr(0, nl));
+    partial_.erase(0, nl + 1);
+  }
+  return true;
+}
+
+void LineReader::drain() {
+  while (readSome(std::chrono::milliseconds(0))) {
+  }
+}
+
+std::string LineReader::all() const {
+  std::string s;
+  for (const auto& l : lines_) s += l + "\n";
+  return s;
+}
+
 void Child::kill() {
   if (pid <= 0) return;
   ::kill(pid, SIGKILL);

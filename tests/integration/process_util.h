@@ -44,6 +44,29 @@ bool pollUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
 
 bool isSocket(const std::string& path);
 
+// An fd (a child's stdout pipe) read line by line.
+class LineReader {
+ public:
+  LineReader() = default;
+  explicit LineReader(int fd) : fd_(fd) {}
+  ~LineReader();
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+  // Reads what arrives within timeout; false when nothing came (timeout, EOF).
+  bool readSome(std::chrono::milliseconds timeout);
+  // Reads everything already there, without waiting.
+  void drain();
+  // Complete lines so far (without their newline).
+  const std::vector<std::string>& lines() const { return lines_; }
+  // Those lines, each with its newline.
+  std::string all() const;
+
+ private:
+  int fd_ = -1;
+  std::vector<std::string> lines_;
+  std::string partial_;
+};
+
 // A child process, killed and reaped by pid when the object goes away.
 struct Child {
   pid_t pid = -1;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "plexd-netd/nft/nft_batch.h"
+#include "tests/unit/netd/fw_rule.h"
 
 using namespace plexd;
 using namespace plexd::netd::nft;
@@ -17,20 +18,7 @@ using ipc::FwVerdict;
 
 namespace {
 
-ipc::FwRule rule(uint32_t index, uint16_t segment, FwProto proto, const std::string& src, const std::string& dst,
-                 uint16_t from, uint16_t to, FwVerdict v) {
-  ipc::FwRule r;
-  r.index = index;
-  r.segment = segment;
-  r.proto = proto;
-  r.source = *IpPrefix::parse(src);
-  r.destination = *IpPrefix::parse(dst);
-  r.port_from = from;
-  r.port_to = to;
-  r.verdict = v;
-  REQUIRE(r.validate().ok());
-  return r;
-}
+constexpr auto rule = netd::testing::fwRule;
 
 FwModel model(const std::vector<ipc::FwRule>& rules, uint16_t segments) {
   ipc::FwPolicy h;
