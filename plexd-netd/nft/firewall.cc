@@ -147,8 +147,7 @@ RuleEffect analyse(nftnl_rule* r, const std::string& ifname) {
 }  // namespace
 
 Status Firewall::commitFull(const FwModel& m) {
-  NftBatch b = buildFull(m, sock_.takeSeqs(0));
-  sock_.takeSeqs(b.nextSeq() - b.beginSeq());
+  NftBatch b = buildFull(m, sock_.nextSeq());
   stats_.lastBatchMessages = b.messages();
   if (auto st = sock_.commit(b); !st) return st;
   ++stats_.fullRebuilds;
@@ -186,8 +185,7 @@ Status Firewall::apply(FwModel desired, bool* rejected) {
       finish();
       return {};
     }
-    NftBatch b = buildIncremental(desired, diff, sock_.takeSeqs(0), false, peerDiff);
-    sock_.takeSeqs(b.nextSeq() - b.beginSeq());
+    NftBatch b = buildIncremental(desired, diff, sock_.nextSeq(), false, peerDiff);
     stats_.lastBatchMessages = b.messages();
     auto st = sock_.commit(b);
     if (st) {
@@ -279,12 +277,11 @@ Result<TableCheck> Firewall::check() {
 }
 
 Status Firewall::removeTable() {
-  NftBatch b(sock_.takeSeqs(0));
+  NftBatch b(sock_.nextSeq());
   b.begin();
   b.addTable();
   b.deleteTable();
   b.end();
-  sock_.takeSeqs(b.nextSeq() - b.beginSeq());
   auto st = sock_.commit(b);
   if (st) {
     applied_.reset();

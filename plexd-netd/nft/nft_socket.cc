@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <vector>
@@ -92,6 +93,7 @@ Status NftSocket::commit(const NftBatch& batch) {
       static_cast<void>(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)));
   }
   ++transactions_;
+  seq_ = std::max(seq_, batch.nextSeq());
   if (mnl_socket_sendto(sock_.get(), bytes.data(), bytes.size()) < 0)
     return Error::sys("sending the nftables transaction (" + std::to_string(bytes.size()) + " bytes)");
 

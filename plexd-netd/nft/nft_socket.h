@@ -32,12 +32,8 @@ class NftSocket {
   static Result<NftSocket> open();
 
   uint32_t portid() const { return portid_; }
-  // Reserves n sequence numbers and returns the first.
-  uint32_t takeSeqs(uint32_t n) {
-    const uint32_t s = seq_;
-    seq_ += n;
-    return s;
-  }
+  // The first sequence number for the next batch (commit() moves past it).
+  uint32_t nextSeq() const { return seq_; }
 
   Status commit(const NftBatch& batch);
 
@@ -54,8 +50,8 @@ class NftSocket {
 
  private:
   NftSocket(MnlSocket s, uint32_t portid) : sock_(std::move(s)), portid_(portid) {}
-  // Reads until every seq in `want` was answered (ACK or error), or until
-  // the dump ends (dumpSeq != 0).
+  // Hands every message read to onMessage until done() holds; a read that
+  // times out is an ETIMEDOUT error.
   Status receive(const std::function<Status(const nlmsghdr*)>& onMessage, const std::function<bool()>& done);
 
   MnlSocket sock_;
