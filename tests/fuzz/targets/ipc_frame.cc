@@ -10,6 +10,7 @@
 
 #include "ipc/channel_spec.h"
 #include "ipc/ctld_netd.h"
+#include "ipc/ctld_netd_fw.h"
 #include "ipc/frame.h"
 #include "ipc/transaction.h"
 #include "tests/unit/ipc/test_messages.h"
@@ -38,6 +39,7 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
       if (b->item_type == test::kTestItem) c = std::make_unique<TypedCollector<test::TestItem>>();
       if (b->item_type == MsgType::wg_peer) c = std::make_unique<TypedCollector<WgPeer>>();
       if (b->item_type == MsgType::wg_peer_change) c = std::make_unique<TypedCollector<WgPeerChange>>();
+      if (b->item_type == MsgType::fw_rule) c = std::make_unique<TypedCollector<FwRule>>();
       (void)tx.begin(*b, std::move(c));
       break;
     }
