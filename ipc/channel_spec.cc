@@ -64,6 +64,18 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
   if (other == Peer::apid) {
     s.permissions.push_back(permit<AgentStatusRequest>({Peer::apid}));
     s.permissions.push_back(permit<AgentStatusReply>({Peer::ctld}));
+    s.permissions.push_back(permit<NodeStateHeader>({Peer::ctld}));
+    s.permissions.push_back(permit<NodeStateAck>({Peer::apid}));
+    s.permissions.push_back(permitSetItem<NodeStateEntry>({Peer::ctld}));
+    s.permissions.push_back(permit<SecretRequest>({Peer::apid}));
+    s.permissions.push_back(permit<SecretMoreRequest>({Peer::apid}));
+    s.permissions.push_back(permit<SecretReply>({Peer::ctld}));
+    s.permissions.push_back(permit<ReportChange>({Peer::apid}));
+    s.permissions.push_back(permit<ReportAck>({Peer::ctld}));
+    s.permissions.push_back(permit<PeersRequest>({Peer::apid}));
+    s.permissions.push_back(permit<PeersReply>({Peer::ctld}));
+    s.permissions.push_back(permit<PolicyRequest>({Peer::apid}));
+    s.permissions.push_back(permit<PolicyReply>({Peer::ctld}));
   }
   if (other == Peer::netd) {
     s.permissions.push_back(permit<WgKeyRequest>({Peer::ctld}));

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
 #include "ipc/messages.h"
 
@@ -116,7 +117,26 @@ struct AgentStatusReply {
     v(fw_report_ms, "fw_report_ms");
     v(fw_error, "fw_error", Max{kMaxStatusText});
     v(fw_foreign, "fw_foreign", Max{kMaxFwFindings});
+    v(reconcile_cycles, "reconcile_cycles");
+    v(reconcile_failures, "reconcile_failures");
+    v(reconcile_last_us, "reconcile_last_us");
+    v(reports_pending, "reports_pending");
+    v(reports_synced, "reports_synced");
+    v(reports_failed, "reports_failed");
+    v(reports_state, "reports_state", Max{32});
+    v(secrets_fetched, "secrets_fetched");
+    v(secrets_failed, "secrets_failed");
   }
+  // Counters for /metrics.
+  uint64_t reconcile_cycles = 0;
+  uint64_t reconcile_failures = 0;  // consecutive failed cycles right now
+  uint64_t reconcile_last_us = 0;   // duration of the last cycle (pull + apply)
+  uint32_t reports_pending = 0;     // report keys waiting to be synced upstream
+  uint64_t reports_synced = 0;      // report PUT/DELETE accepted by the control plane
+  uint64_t reports_failed = 0;      // report requests that failed (any reason)
+  std::string reports_state;        // idle | pending | suppressed (501) | quota (409) | retrying
+  uint64_t secrets_fetched = 0;
+  uint64_t secrets_failed = 0;
 };
 
 // apid -> ctld (and supervisor -> ctld on the lifecycle channel): report.
@@ -127,6 +147,267 @@ struct AgentStatusRequest {
   using Response = AgentStatusReply;
   template <class V>
   void fields(V& /*v*/) {}
+};
+
+// ---------------------------------------------------------------------------
+// Node state (PROTOCOL.md §14.1): ctld pushes, apid caches on disk.
+//
+//   node_state_header   ctld -> apid, on every (re)connect and whenever the
+//                       applied snapshot's state block changed; apid answers
+//                       node_state_ack with the digest of what it has on disk.
+//                       Equal digest: nothing follows. Otherwise, and only if
+//                       metadata + data > 0, ctld sends the set of
+//                       node_state_entry (exactly that many) → tx_ack after
+//                       apid wrote its cache (atomic, 0600), error_reply
+//                       otherwise. A header with 0 entries is applied at once
+//                       (present=false: the control plane sent `state: null`,
+//                       metadata and data are cleared).
+//   A set without a staged header, or with another count, drops the channel.
+inline constexpr uint32_t kMaxStateEntries = 16'384;       // per bucket = SnapshotParseOptions
+inline constexpr uint32_t kMaxStateKeyLen = 256;
+inline constexpr uint32_t kMaxStateValueLen = 64 * 1024;   // = SnapshotParseOptions::maxStateValueBytes
+
+enum class StateBucket : uint8_t { metadata = 0, data = 1 };
+
+struct NodeStateAck {
+  static constexpr MsgType kType = MsgType::node_state_ack;
+  static constexpr std::string_view kName = "node_state_ack";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  std::string digest;  // of apid's cache ("" = empty / never written)
+  template <class V>
+  void fields(V& v) {
+    v(digest, "digest", Max{64});
+  }
+};
+
+struct NodeStateHeader {
+  static constexpr MsgType kType = MsgType::node_state_header;
+  static constexpr std::string_view kName = "node_state_header";
+  static constexpr bool kCarriesFd = false;
+  using Response = NodeStateAck;
+  bool present = false;     // false: `state: null` (or never delivered)
+  std::string digest;       // hex SHA-256 identifying this content (ctld's choice)
+  uint32_t metadata = 0;    // entries of each bucket in the set that follows
+  uint32_t data = 0;
+  template <class V>
+  void fields(V& v) {
+    v(present, "present");
+    v(digest, "digest", Max{64});
+    v(metadata, "metadata", Range{0u, kMaxStateEntries});
+    v(data, "data", Range{0u, kMaxStateEntries});
+  }
+};
+
+struct NodeStateEntry {
+  static constexpr MsgType kType = MsgType::node_state_entry;
+  static constexpr std::string_view kName = "node_state_entry";
+  static constexpr bool kCarriesFd = false;
+  StateBucket bucket = StateBucket::metadata;
+  std::string key;
+  std::string value;  // metadata: the value; data: the opaque string value
+  template <class V>
+  void fields(V& v) {
+    v(bucket, "bucket", Range{StateBucket::metadata, StateBucket::data});
+    v(key, "key", Max{kMaxStateKeyLen});
+    v(value, "value", Max{kMaxStateValueLen});
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Secrets (§13): apid asks, ctld fetches live with the NSK, decrypts and
+// answers; nobody caches the plaintext. A value larger than one piece is
+// read with secret_more_request: ctld holds the plaintext (wiped on release)
+// for at most a few seconds under more_id until the last piece was read.
+inline constexpr uint32_t kMaxSecretNameLen = 63;
+inline constexpr uint32_t kMaxSecretSize = 1 << 20;        // §13 ciphertext ≤ 1 MiB
+inline constexpr uint32_t kMaxSecretPiece = 96 * 1024;     // fits a 128 KiB frame
+
+struct SecretReply {
+  static constexpr MsgType kType = MsgType::secret_reply;
+  static constexpr std::string_view kName = "secret_reply";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  // The node API status to answer with: 200, 400, 403, 404, 429, 500, 501,
+  // 503 (control plane unreachable / secret store unavailable).
+  uint16_t status = 0;
+  std::string error;          // message for the local client; never secret bytes
+  uint32_t version = 0;       // version served (200)
+  uint32_t retry_after_s = 0; // 429: the control plane's Retry-After
+  uint32_t total_size = 0;    // size of the whole plaintext
+  uint32_t offset = 0;        // where value starts
+  std::string value;          // the plaintext piece [offset, offset + value.size())
+  uint64_t more_id = 0;       // != 0: more pieces via secret_more_request
+  template <class V>
+  void fields(V& v) {
+    v(status, "status", Range{uint16_t{100}, uint16_t{599}});
+    v(error, "error", Max{kMaxErrorTextLen});
+    v(version, "version");
+    v(retry_after_s, "retry_after_s");
+    v(total_size, "total_size", Range{0u, kMaxSecretSize});
+    v(offset, "offset", Range{0u, kMaxSecretSize});
+    v(value, "value", Max{kMaxSecretPiece});
+    v(more_id, "more_id");
+  }
+};
+
+struct SecretRequest {
+  static constexpr MsgType kType = MsgType::secret_request;
+  static constexpr std::string_view kName = "secret_request";
+  static constexpr bool kCarriesFd = false;
+  using Response = SecretReply;
+  std::string name;      // ^[a-z][a-z0-9_-]{0,62}$ (ctld checks again)
+  uint32_t version = 0;  // 0 = current
+  template <class V>
+  void fields(V& v) {
+    v(name, "name", Max{kMaxSecretNameLen});
+    v(version, "version");
+  }
+};
+
+struct SecretMoreRequest {
+  static constexpr MsgType kType = MsgType::secret_more_request;
+  static constexpr std::string_view kName = "secret_more_request";
+  static constexpr bool kCarriesFd = false;
+  using Response = SecretReply;
+  uint64_t more_id = 0;
+  uint32_t offset = 0;
+  template <class V>
+  void fields(V& v) {
+    v(more_id, "more_id");
+    v(offset, "offset", Range{0u, kMaxSecretSize});
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Reports (§14.2): apid tells ctld about every local report change; ctld
+// persists it in its pending set before acking and syncs upstream (debounce,
+// retry, quota, 501 rules). value is the payload's compact JSON text.
+inline constexpr uint32_t kMaxReportKeyLen = 128;
+inline constexpr uint32_t kMaxReportValueLen = 4096;
+
+struct ReportAck {
+  static constexpr MsgType kType = MsgType::report_ack;
+  static constexpr std::string_view kName = "report_ack";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  uint32_t pending = 0;  // keys waiting for upstream sync after this change
+  template <class V>
+  void fields(V& v) {
+    v(pending, "pending");
+  }
+};
+
+struct ReportChange {
+  static constexpr MsgType kType = MsgType::report_change;
+  static constexpr std::string_view kName = "report_change";
+  static constexpr bool kCarriesFd = false;
+  using Response = ReportAck;
+  std::string key;      // ^[a-z][a-z0-9._-]{0,127}$
+  bool deleted = false;
+  std::string value;    // compact JSON of the payload ("" when deleted)
+  template <class V>
+  void fields(V& v) {
+    v(key, "key", Max{kMaxReportKeyLen});
+    v(deleted, "deleted");
+    v(value, "value", Max{kMaxReportValueLen});
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Peers (GET /v1/peers, plexdctl peers): the applied peer set joined with
+// netd's last read-back, paged in public-key order like wg_status.
+inline constexpr uint32_t kMaxPeersPage = 128;
+
+struct PeerInfo {
+  std::string node_id;
+  WgPublicKey public_key{};
+  std::string mesh_ip;
+  std::string endpoint;           // current WireGuard endpoint "ip:port" / "[ip6]:port", "" none
+  std::string fallback_endpoint;  // the relay from the control plane, "" none
+  std::string path;               // direct | relayed | none
+  uint64_t last_handshake_ms = 0; // Unix ms, 0 = never
+  uint64_t rx_bytes = 0;
+  uint64_t tx_bytes = 0;
+  template <class V>
+  void fields(V& v) {
+    v(node_id, "node_id", Max{64});
+    v(public_key, "public_key");
+    v(mesh_ip, "mesh_ip", Max{64});
+    v(endpoint, "endpoint", Max{64});
+    v(fallback_endpoint, "fallback_endpoint", Max{300});
+    v(path, "path", Max{16});
+    v(last_handshake_ms, "last_handshake_ms");
+    v(rx_bytes, "rx_bytes");
+    v(tx_bytes, "tx_bytes");
+  }
+};
+
+struct PeersReply {
+  static constexpr MsgType kType = MsgType::peers_reply;
+  static constexpr std::string_view kName = "peers_reply";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  uint32_t total = 0;
+  bool stats = false;  // netd answered: endpoint/handshake/bytes are live
+  std::vector<PeerInfo> peers;
+  template <class V>
+  void fields(V& v) {
+    v(total, "total");
+    v(stats, "stats");
+    v(peers, "peers", Max{kMaxPeersPage});
+  }
+};
+
+struct PeersRequest {
+  static constexpr MsgType kType = MsgType::peers_request;
+  static constexpr std::string_view kName = "peers_request";
+  static constexpr bool kCarriesFd = false;
+  using Response = PeersReply;
+  uint32_t offset = 0;
+  uint32_t limit = kMaxPeersPage;
+  template <class V>
+  void fields(V& v) {
+    v(offset, "offset");
+    v(limit, "limit", Range{1u, kMaxPeersPage});
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The active merged policy block (GET /v1/policies) as compact JSON, "{}"
+// when none, read in pieces; fingerprint lets apid restart if it changed
+// between pieces.
+inline constexpr uint32_t kMaxPolicyPiece = 96 * 1024;
+inline constexpr uint32_t kMaxPolicyJson = 16u << 20;
+
+struct PolicyReply {
+  static constexpr MsgType kType = MsgType::policy_reply;
+  static constexpr std::string_view kName = "policy_reply";
+  static constexpr bool kCarriesFd = false;
+  static constexpr bool kIsResponse = true;
+  std::string fingerprint;  // "" = no policy
+  uint32_t total_size = 0;
+  uint32_t offset = 0;
+  std::string json;
+  template <class V>
+  void fields(V& v) {
+    v(fingerprint, "fingerprint", Max{64});
+    v(total_size, "total_size", Range{0u, kMaxPolicyJson});
+    v(offset, "offset", Range{0u, kMaxPolicyJson});
+    v(json, "json", Max{kMaxPolicyPiece});
+  }
+};
+
+struct PolicyRequest {
+  static constexpr MsgType kType = MsgType::policy_request;
+  static constexpr std::string_view kName = "policy_request";
+  static constexpr bool kCarriesFd = false;
+  using Response = PolicyReply;
+  uint32_t offset = 0;
+  template <class V>
+  void fields(V& v) {
+    v(offset, "offset", Range{0u, kMaxPolicyJson});
+  }
 };
 
 }  // namespace plexd::ipc

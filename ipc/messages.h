@@ -68,6 +68,20 @@ enum class MsgType : uint16_t {
   fw_status_request = 80,
   fw_status_reply = 81,
   fw_event = 82,
+  // 83..95 reserved for ctld <-> netd NAT traversal (STUN on the WireGuard port)
+  // ctld <-> apid, ipc/ctld_apid.h
+  node_state_header = 96,
+  node_state_ack = 97,
+  node_state_entry = 98,
+  secret_request = 99,
+  secret_reply = 100,
+  secret_more_request = 101,
+  report_change = 102,
+  report_ack = 103,
+  peers_request = 104,
+  peers_reply = 105,
+  policy_request = 106,
+  policy_reply = 107,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;
