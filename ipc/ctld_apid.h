@@ -8,6 +8,7 @@
 
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
+#include "common/result.h"
 #include "ipc/messages.h"
 
 namespace plexd::ipc {
@@ -206,6 +207,7 @@ struct NodeStateEntry {
   StateBucket bucket = StateBucket::metadata;
   std::string key;
   std::string value;  // metadata: the value; data: the opaque string value
+  Status validate() const;
   template <class V>
   void fields(V& v) {
     v(bucket, "bucket", Range{StateBucket::metadata, StateBucket::data});
@@ -238,6 +240,7 @@ struct SecretReply {
   uint32_t offset = 0;        // where value starts
   std::string value;          // the plaintext piece [offset, offset + value.size())
   uint64_t more_id = 0;       // != 0: more pieces via secret_more_request
+  Status validate() const;
   template <class V>
   void fields(V& v) {
     v(status, "status", Range{uint16_t{100}, uint16_t{599}});
@@ -258,6 +261,7 @@ struct SecretRequest {
   using Response = SecretReply;
   std::string name;      // ^[a-z][a-z0-9_-]{0,62}$ (ctld checks again)
   uint32_t version = 0;  // 0 = current
+  Status validate() const;
   template <class V>
   void fields(V& v) {
     v(name, "name", Max{kMaxSecretNameLen});
@@ -286,6 +290,11 @@ struct SecretMoreRequest {
 inline constexpr uint32_t kMaxReportKeyLen = 128;
 inline constexpr uint32_t kMaxReportValueLen = 4096;
 
+// The grammars of PROTOCOL.md §13 and §14.2, shared by apid (400 to the
+// local client) and ctld (which refuses anything else from apid).
+bool validSecretName(std::string_view name);  // ^[a-z][a-z0-9_-]{0,62}$
+bool validReportKey(std::string_view key);    // ^[a-z][a-z0-9._-]{0,127}$
+
 struct ReportAck {
   static constexpr MsgType kType = MsgType::report_ack;
   static constexpr std::string_view kName = "report_ack";
@@ -306,6 +315,7 @@ struct ReportChange {
   std::string key;      // ^[a-z][a-z0-9._-]{0,127}$
   bool deleted = false;
   std::string value;    // compact JSON of the payload ("" when deleted)
+  Status validate() const;
   template <class V>
   void fields(V& v) {
     v(key, "key", Max{kMaxReportKeyLen});
@@ -389,6 +399,7 @@ struct PolicyReply {
   uint32_t total_size = 0;
   uint32_t offset = 0;
   std::string json;
+  Status validate() const;
   template <class V>
   void fields(V& v) {
     v(fingerprint, "fingerprint", Max{64});
