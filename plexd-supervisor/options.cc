@@ -152,6 +152,10 @@ void applyConfig(SupervisorOptions& o, const Config& config) {
   o.state_dirs = {{"ctld", config.stateDirs.ctld}, {"netd", config.stateDirs.netd}, {"apid", config.stateDirs.apid}};
   o.netd_tun = config.wireguard.backend != WireguardBackend::kernel;
   o.token_file = config.registration.tokenFile;
+  o.apid_listeners.socket_path = config.nodeApi.socketPath;
+  o.apid_listeners.socket_group = config.nodeApi.socketGroup;
+  o.apid_listeners.http_listen = config.nodeApi.httpEnabled ? config.nodeApi.httpListen : "";
+  o.apid_listeners.health_listen = config.health.enabled ? config.health.listen : "";
 }
 
 }  // namespace plexd::supervisor

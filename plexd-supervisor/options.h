@@ -49,6 +49,15 @@ struct SupervisorOptions {
   // netd may use wireguard-go: hand it /dev/net/tun and prepare /run/wireguard.
   bool netd_tun = true;
   std::string token_file;                         // registration.token_file
+  // apid's listeners, made by the supervisor (apid starts unprivileged) and
+  // passed as PLEXD_LISTEN_FDS: the node API socket (+ TCP), health probes.
+  struct ApidListeners {
+    std::string socket_path;   // node_api.socket_path ("" = none)
+    std::string socket_group;  // node_api.socket_group
+    std::string http_listen;   // node_api.http_listen when http_enabled, else ""
+    std::string health_listen; // health.listen when health.enabled, else ""
+  };
+  ApidListeners apid_listeners;
 
   std::string controlSocket() const {
     return control_socket.empty() ? runtime_dir + "/supervisor.sock" : control_socket;

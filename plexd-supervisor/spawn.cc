@@ -48,21 +48,27 @@ struct ChildFailure {
   if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) childFail(err_fd, errno, "prctl(PR_SET_PDEATHSIG)");
   if (getppid() != parent) childFail(err_fd, ESRCH, "supervisor exited during start");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) childFail(err_fd, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-  // Move the fds we keep above 3 first so the dup2s below cannot clobber them.
-  int lc = fcntl(req.lifecycle_fd, F_DUPFD_CLOEXEC, 10);
-  int nul = fcntl(devnull, F_DUPFD_CLOEXEC, 10);
-  int ef = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
-  int xf = req.extra_fd >= 0 ? fcntl(req.extra_fd, F_DUPFD_CLOEXEC, 10) : -1;
-  if (lc < 0 || nul < 0 || ef < 0 || (req.extra_fd >= 0 && xf < 0)) childFail(err_fd, errno, "fcntl(F_DUPFD)");
+  // Move the fds we keep above 3 (+ extras) first so the dup2s below cannot clobber them.
+  const int high = 10 + static_cast<int>(kMaxExtraFds);
+  int lc = fcntl(req.lifecycle_fd, F_DUPFD_CLOEXEC, high);
+  int nul = fcntl(devnull, F_DUPFD_CLOEXEC, high);
+  int ef = fcntl(err_fd, F_DUPFD_CLOEXEC, high);
+  if (lc < 0 || nul < 0 || ef < 0) childFail(err_fd, errno, "fcntl(F_DUPFD)");
+  int moved[kMaxExtraFds];
+  const size_t extras = req.extra_fds.size();
+  for (size_t i = 0; i < extras; ++i) {
+    moved[i] = fcntl(req.extra_fds[i], F_DUPFD_CLOEXEC, high);
+    if (moved[i] < 0) childFail(err_fd, errno, "fcntl(F_DUPFD extra)");
+  }
   err_fd = ef;
   if (dup2(nul, STDIN_FILENO) < 0) childFail(err_fd, errno, "dup2(stdin)");
   if (dup2(lc, ipc::kLifecycleFd) < 0) childFail(err_fd, errno, "dup2(lifecycle)");
   int last = ipc::kLifecycleFd;
-  if (xf >= 0) {
-    if (dup2(xf, ipc::kLifecycleFd + 1) < 0) childFail(err_fd, errno, "dup2(extra fd)");
-    last = ipc::kLifecycleFd + 1;
+  for (size_t i = 0; i < extras; ++i) {
+    if (dup2(moved[i], ipc::kLifecycleFd + 1 + static_cast<int>(i)) < 0) childFail(err_fd, errno, "dup2(extra fd)");
+    last = ipc::kLifecycleFd + 1 + static_cast<int>(i);
   }
-  // dup2 clears FD_CLOEXEC on the new fds; fds 3 (and 4) must survive execve.
+  // dup2 clears FD_CLOEXEC on the new fds; fds 3 .. last must survive execve.
   // Close everything else except the error pipe, which is CLOEXEC.
   if (ef > last + 1 && syscall(SYS_close_range, last + 1, ef - 1, 0) != 0)
     childFail(err_fd, errno, "close_range");
@@ -85,6 +91,7 @@ std::vector<char*> cStrings(const std::vector<std::string>& v) {
 Result<SpawnedChild> spawnChild(const SpawnRequest& req) {
   if (req.argv.empty()) return Error("spawn: empty argv");
   if (req.lifecycle_fd < 0) return Error("spawn: no lifecycle fd");
+  if (req.extra_fds.size() > kMaxExtraFds) return Error("spawn: too many extra fds");
   std::vector<std::string> argv = req.argv;
   argv[0] = req.path;  // execve(argv[0], ...) in the child
   auto cargv = cStrings(argv);

@@ -1,6 +1,7 @@
 #include "plexd-supervisor/supervisor.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "common/atomic_file.h"
+#include "common/listen_fds.h"
 #include "common/log.h"
 #include "plexd-supervisor/spawn.h"
 #include "plexd-supervisor/status.h"
@@ -198,8 +200,46 @@ Status Supervisor::prepareFiles() {
   return okStatus();
 }
 
+Status Supervisor::prepareApidListeners(const Child& apid) {
+  const auto& l = options_.apid_listeners;
+  if (!l.socket_path.empty()) {
+    uid_t owner = static_cast<uid_t>(-1);
+    gid_t group = static_cast<gid_t>(-1);
+    mode_t mode = 0660;
+    if (geteuid() == 0 && apid.creds) {
+      owner = apid.creds->uid;
+      group = apid.creds->gid;
+      if (struct group* g = ::getgrnam(l.socket_group.c_str())) {
+        group = g->gr_gid;
+      } else {
+        // As the reference agent does: usable, but loudly so.
+        mode = 0666;
+        log::warning("node API socket group is missing: the socket is open to every local user",
+                     {{"group", l.socket_group}, {"socket", l.socket_path}});
+      }
+    }
+    auto fd = bindUnixListener(l.socket_path, mode, owner, group);
+    if (!fd) return fd.takeError().wrap("node API socket");
+    apidListeners_.emplace_back("api", std::move(*fd));
+  }
+  if (!l.http_listen.empty()) {
+    auto fd = bindTcpListener(l.http_listen);
+    if (!fd) return fd.takeError().wrap("node API TCP listener");
+    apidListeners_.emplace_back("api", std::move(*fd));
+  }
+  if (!l.health_listen.empty()) {
+    auto fd = bindTcpListener(l.health_listen);
+    if (!fd) return fd.takeError().wrap("health listener");
+    apidListeners_.emplace_back("health", std::move(*fd));
+  }
+  return okStatus();
+}
+
 Status Supervisor::start() {
   if (auto st = prepareFiles(); !st) return st;
+  if (Child* apid = byPeer(ipc::Peer::apid)) {
+    if (auto st = prepareApidListeners(*apid); !st) return st;
+  }
   log::info("starting daemons", {{"count", children_.size()}, {"bridge", options_.bridge ? "yes" : "no"}});
   daemon_.status("starting daemons");
   for (auto& c : children_) {
@@ -256,8 +296,18 @@ Status Supervisor::spawn(Child& c) {
   if (c.slot.peer == ipc::Peer::netd && options_.netd_tun && geteuid() == 0) {
     tun = UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
     if (!tun.valid()) log::warning("cannot open /dev/net/tun for netd", {{"errno", errno}});
-    req.extra_fd = tun.get();
-    if (tun.valid()) req.env.push_back("PLEXD_TUN_FD=4");
+    if (tun.valid()) {
+      req.extra_fds.push_back(tun.get());
+      req.env.push_back("PLEXD_TUN_FD=4");
+    }
+  }
+  if (c.slot.peer == ipc::Peer::apid && !apidListeners_.empty()) {
+    std::string names;
+    for (auto& [name, fd] : apidListeners_) {
+      req.extra_fds.push_back(fd.get());
+      names += fmt::format("{}{}:{}", names.empty() ? "" : ",", name, ipc::kLifecycleFd + static_cast<int>(req.extra_fds.size()));
+    }
+    req.env.push_back(fmt::format("{}={}", kListenFdsEnv, names));
   }
   auto child = spawnChild(req);
   theirs.reset();

@@ -87,6 +87,9 @@ class Supervisor {
   // Root only: state directories and the bootstrap token hand-over.
   Status prepareFiles();
   Status prepareWireguardSocketDir(gid_t netdGid);
+  // Once, before apid first starts; kept across apid restarts so clients
+  // queue on the same socket.
+  Status prepareApidListeners(const Child& apid);
   uint64_t now() const;
 
   static int onChildExit(sd_event_source* s, const siginfo_t* si, void* child);
@@ -96,6 +99,7 @@ class Supervisor {
 
   Daemon& daemon_;
   SupervisorOptions options_;
+  std::vector<std::pair<std::string, UniqueFd>> apidListeners_;  // name ("api", "health"), fd
   Wiring wiring_;
   Random& random_ = systemRandom();
   std::vector<std::unique_ptr<Child>> children_;  // start order

@@ -91,7 +91,16 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
   chmod(dir_.c_str(), 0755);  // the daemon users must reach binaries/scripts placed here
   // Always a config: state must land in the test's directory, never in
   // /var/lib/plexd or /etc/plexd of the machine running the tests.
+  // The node API socket and the health listener too (unless the test sets
+  // them): never /run/plexd/api.sock or a fixed port shared by parallel tests.
+  auto mentions = [&](const std::string& block) {
+    return config_yaml.rfind(block + ":", 0) == 0 || config_yaml.find("\n" + block + ":") != std::string::npos;
+  };
+  std::string listeners;
+  if (!mentions("node_api")) listeners += "node_api:\n  socket_path: " + dir_ + "/api.sock\n";
+  if (!mentions("health")) listeners += "health:\n  enabled: false\n";
   std::ofstream(dir_ + "/config.yaml") << "data_dir: " << dir_ << "/data\n"
+                                       << listeners
                                        << "registration:\n  token_file: " << dir_ << "/bootstrap-token\n"
                                        << config_yaml;
   chmod((dir_ + "/config.yaml").c_str(), 0644);

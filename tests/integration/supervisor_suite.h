@@ -67,6 +67,8 @@ class Suite {
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
   std::string socket() const { return dir_ + "/supervisor.sock"; }
+  // The node API socket (unless the test's config set node_api.socket_path).
+  std::string apiSocket() const { return dir_ + "/api.sock"; }
   std::string logText() const;
 
   // Waits for READY=1 from the supervisor on our NOTIFY_SOCKET.

@@ -1,4 +1,5 @@
 // plexd-supervisor as a user sees it: the real binary, real daemons, root.
+#include <grp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include "process_util.h"
 #include "supervisor_suite.h"
 
 using namespace std::chrono_literals;
@@ -307,4 +309,34 @@ TEST_CASE("state directories belong to their daemons and the bootstrap token is 
   CHECK(environOf(ctld->pid).find("PLEXD_BOOTSTRAP_TOKEN_FILE=" + handed) != std::string::npos);
   CHECK(environOf(s.child("netd")->pid).find("PLEXD_BOOTSTRAP_TOKEN") == std::string::npos);
   CHECK(environOf(s.child("apid")->pid).find("PLEXD_BOOTSTRAP_TOKEN") == std::string::npos);
+}
+
+TEST_CASE("the supervisor makes the node API socket for apid: group plexd, 0660, the same socket across apid restarts") {
+  if (!needRoot()) return;
+  Suite suite;
+  auto s = suite.waitFor("all daemons ready", kStartTimeout, [](const StatusInfo& st) { return allReady(st, 3); });
+  const ChildInfo* apid = s.child("apid");
+  REQUIRE(apid);
+  struct stat sock = statOf(suite.apiSocket());
+  CHECK(S_ISSOCK(sock.st_mode));
+  CHECK(sock.st_uid == static_cast<uid_t>(apid->uid));
+  if (auto* g = getgrnam("plexd")) {
+    CHECK(sock.st_gid == g->gr_gid);
+    CHECK((sock.st_mode & 07777) == 0660);
+  } else {
+    CHECK((sock.st_mode & 07777) == 0666);  // no group plexd: open, with a warning in the log
+  }
+  CHECK(environOf(apid->pid).find("PLEXD_LISTEN_FDS=api:4") != std::string::npos);
+  const std::string curl = "curl -sS --max-time 5 --unix-socket " + suite.apiSocket() + " http://localhost/v1/health";
+  CHECK(plexd::test::mustRun(curl).find("ok") != std::string::npos);
+  // apid crashes: the supervisor restarts it on the same socket, clients
+  // never see "no such file".
+  const pid_t old = apid->pid;
+  REQUIRE(kill(old, SIGKILL) == 0);
+  suite.waitFor("apid back", kRecoverTimeout, [&](const StatusInfo& st) {
+    const ChildInfo* a = st.child("apid");
+    return a && a->pid != old && a->ready;
+  });
+  CHECK(statOf(suite.apiSocket()).st_ino == sock.st_ino);
+  CHECK(plexd::test::mustRun(curl).find("ok") != std::string::npos);
 }
