@@ -8,7 +8,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 
@@ -52,13 +55,49 @@ std::vector<std::string> splitPath(std::string_view path) {
   return out;
 }
 
+}  // namespace
+
+// A request whose asynchronous handler has not answered yet. Shared by the
+// request state (until MHD completes the request), the Responder and the
+// server's list (for stop()).
+struct AsyncSlot {
+  HttpServer* server = nullptr;
+  MHD_Connection* connection = nullptr;
+  std::optional<Response> response;
+  bool suspended = false;
+  bool gone = false;  // MHD completed the request or the server stopped
+};
+
+struct Responder::Core {
+  std::function<void(Response)> deliver;
+  bool answered = false;
+  Core() = default;
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  ~Core() {
+    if (answered || !deliver) return;
+    try {
+      deliver(Response::json(500, "{\"error\":\"internal error: the request was dropped without an answer\"}\n"));
+    } catch (...) {
+      // A destructor never throws; the client then sees the connection close.
+    }
+  }
+};
+
+namespace {
+
 // Per-request state kept in MHD's con_cls between access-handler calls.
 struct RequestState {
   Request request;
   Router::Match match;
   bool routed = false;
   bool responded = false;
+  bool awaiting = false;  // suspended until the Responder answers
   size_t bodyLimit = 0;
+  std::shared_ptr<AsyncSlot> slot;
+  ~RequestState() {
+    if (slot) slot->gone = true;
+  }
 };
 
 Response defaultError(int status, std::string_view detail, const Request&) {
@@ -80,6 +119,52 @@ std::optional<std::string_view> Request::queryArg(std::string_view name) const {
   }
   return std::nullopt;
 }
+
+bool PeerCredentials::inGroup(gid_t g) const {
+  if (gid == g) return true;
+  return std::find(groups.begin(), groups.end(), g) != groups.end();
+}
+
+std::optional<PeerCredentials> readPeerCredentials(int fd) {
+  ucred uc{};
+  socklen_t len = sizeof(uc);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 || len != sizeof(uc)) return std::nullopt;
+  PeerCredentials pc;
+  pc.pid = uc.pid;
+  pc.uid = uc.uid;
+  pc.gid = uc.gid;
+  // Most processes have a handful of groups: one call on the stack; a larger
+  // set is read again with the size the kernel asked for (ERANGE).
+  std::array<gid_t, 32> small{};
+  socklen_t glen = sizeof(small);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, small.data(), &glen) == 0) {
+    pc.groups.assign(small.begin(), small.begin() + glen / sizeof(gid_t));
+  } else if (errno == ERANGE && glen / sizeof(gid_t) <= kMaxPeerGroups) {
+    pc.groups.resize(glen / sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, pc.groups.data(), &glen) == 0) {
+      pc.groups.resize(glen / sizeof(gid_t));
+    } else {
+      pc.groups.clear();
+    }
+  }
+  // Otherwise (kernel without SO_PEERGROUPS) only the primary group counts.
+  return pc;
+}
+
+Responder Responder::toSink(std::function<void(Response)> sink) {
+  Responder r;
+  r.core_ = std::make_shared<Core>();
+  r.core_->deliver = std::move(sink);
+  return r;
+}
+
+void Responder::send(Response response) const {
+  if (!core_ || core_->answered) return;
+  core_->answered = true;
+  if (core_->deliver) core_->deliver(std::move(response));
+}
+
+bool Responder::answered() const { return core_ && core_->answered; }
 
 Response Response::text(int status, std::string body, std::string contentType) {
   Response r;
@@ -108,7 +193,11 @@ Response Response::streaming(int status, std::string contentType) {
 }
 
 void Router::add(std::string method, std::string pattern, size_t maxBody, Handler handler) {
-  routes_.push_back(Route{std::move(method), splitPath(pattern), maxBody, std::move(handler)});
+  routes_.push_back(Route{std::move(method), splitPath(pattern), maxBody, std::move(handler), {}});
+}
+
+void Router::addAsync(std::string method, std::string pattern, size_t maxBody, AsyncHandler handler) {
+  routes_.push_back(Route{std::move(method), splitPath(pattern), maxBody, {}, std::move(handler)});
 }
 
 Router::Match Router::match(std::string_view method, std::string_view path) const {
@@ -120,12 +209,18 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
     return result;
   }
   for (const Route& r : routes_) {
-    if (r.segments.size() != segs.size()) continue;
+    const bool rest = !r.segments.empty() && r.segments.back().size() >= 3 && r.segments.back().front() == '{' &&
+                      r.segments.back().ends_with("*}");
+    if (rest ? segs.size() < r.segments.size() : r.segments.size() != segs.size()) continue;
     std::map<std::string, std::string> params;
     bool ok = true;
-    for (size_t i = 0; i < segs.size() && ok; ++i) {
+    for (size_t i = 0; i < r.segments.size() && ok; ++i) {
       const std::string& p = r.segments[i];
-      if (p.size() >= 2 && p.front() == '{' && p.back() == '}') {
+      if (rest && i + 1 == r.segments.size()) {
+        std::string joined = segs[i];
+        for (size_t j = i + 1; j < segs.size(); ++j) joined.append("/").append(segs[j]);
+        params[p.substr(1, p.size() - 3)] = std::move(joined);
+      } else if (p.size() >= 2 && p.front() == '{' && p.back() == '}') {
         params[p.substr(1, p.size() - 2)] = segs[i];
       } else if (p != segs[i]) {
         ok = false;
@@ -136,7 +231,11 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
       result.pathKnown = true;
       continue;
     }
-    result.handler = &r.handler;
+    if (r.async) {
+      result.async = &r.async;
+    } else {
+      result.handler = &r.handler;
+    }
     result.maxBody = r.maxBody;
     result.params = std::move(params);
     return result;
@@ -276,6 +375,19 @@ struct ServerGlue {
     return "unix";
   }
 
+  static std::optional<PeerCredentials> credentialsOf(MHD_Connection* conn) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == nullptr) return std::nullopt;
+    return readPeerCredentials(info->connect_fd);
+  }
+
+  // Frees a sensitive body after wiping it.
+  static void wipeBody(void* cls) {
+    auto* body = static_cast<std::string*>(cls);
+    OPENSSL_cleanse(body->data(), body->capacity());
+    delete body;
+  }
+
   static MHD_Result queue(HttpServer* server, MHD_Connection* conn, Response resp) {
     MHD_Response* r = nullptr;
     if (resp.stream) {
@@ -291,6 +403,14 @@ struct ServerGlue {
       // A stream is idle between events by design; keep-alives bound it.
       MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0U);
       server->streams_.push_back(resp.stream);
+    } else if (resp.sensitive) {
+      auto* body = new std::string(std::move(resp.body));
+      r = MHD_create_response_from_buffer_with_free_callback_cls(body->size(), body->data(), &ServerGlue::wipeBody,
+                                                                 body);
+      if (r == nullptr) {
+        wipeBody(body);
+        return MHD_NO;
+      }
     } else {
       r = MHD_create_response_from_buffer(resp.body.size(), resp.body.data(), MHD_RESPMEM_MUST_COPY);
       if (r == nullptr) return MHD_NO;
@@ -301,8 +421,52 @@ struct ServerGlue {
     return ret;
   }
 
+  static Response handlerFailed(const RequestState& st, const char* what) {
+    log::error("http: handler failed", {{"path", st.request.path}, {"error", what}});
+    return Response::text(500, "internal error\n");
+  }
+
+  // Runs an asynchronous handler. Answered at once: queued now. Otherwise the
+  // connection is suspended until the Responder delivers (access() is called
+  // again after the resume).
+  static MHD_Result startAsync(HttpServer* server, MHD_Connection* conn, RequestState& st) {
+    auto slot = std::make_shared<AsyncSlot>();
+    slot->server = server;
+    slot->connection = conn;
+    st.slot = slot;
+    server->asyncs_.push_back(slot);
+    Responder responder;
+    responder.core_ = std::make_shared<Responder::Core>();
+    responder.core_->deliver = [weak = std::weak_ptr<AsyncSlot>(slot)](Response r) {
+      auto s = weak.lock();
+      if (!s || s->gone || s->response) return;
+      s->response = std::move(r);
+      if (s->suspended) {
+        s->suspended = false;
+        MHD_resume_connection(s->connection);
+        if (s->server != nullptr) s->server->scheduleRun();
+      }
+    };
+    try {
+      (*st.match.async)(st.request, std::move(responder));
+    } catch (const std::exception& e) {
+      if (!slot->response) slot->response = handlerFailed(st, e.what());
+    }
+    if (slot->response) {
+      Response resp = std::move(*slot->response);
+      slot->response.reset();
+      slot->gone = true;
+      return queue(server, conn, std::move(resp));
+    }
+    st.awaiting = true;
+    slot->suspended = true;
+    MHD_suspend_connection(conn);
+    return MHD_YES;
+  }
+
   static MHD_Result respond(HttpServer* server, MHD_Connection* conn, RequestState& st) {
     st.responded = true;
+    if (st.match.async != nullptr) return startAsync(server, conn, st);
     Response resp;
     try {
       if (st.match.handler != nullptr) {
@@ -315,8 +479,7 @@ struct ServerGlue {
         resp = er ? er(status, detail, st.request) : defaultError(status, detail, st.request);
       }
     } catch (const std::exception& e) {
-      log::error("http: handler failed", {{"path", st.request.path}, {"error", e.what()}});
-      resp = Response::text(500, "internal error\n");
+      resp = handlerFailed(st, e.what());
     }
     return queue(server, conn, std::move(resp));
   }
@@ -328,9 +491,11 @@ struct ServerGlue {
     if (st == nullptr) {
       st = new RequestState();
       *conCls = st;
+      ++server->activeRequests_;
       st->request.method = method;
       st->request.path = url;
       st->request.peer = peerOf(conn);
+      if (server->unix_) st->request.peerCred = credentialsOf(conn);
       std::pair<HeaderList*, bool> h{&st->request.headers, true};
       MHD_get_connection_values(conn, MHD_HEADER_KIND, &collectValue, &h);
       std::pair<HeaderList*, bool> q{&st->request.query, false};
@@ -338,7 +503,7 @@ struct ServerGlue {
       st->match = server->router_->match(st->request.method, st->request.path);
       st->bodyLimit = st->match.maxBody;
       st->request.params = st->match.params;
-      if (st->match.handler == nullptr) return respond(server, conn, *st);
+      if (!st->match.found()) return respond(server, conn, *st);
       if (auto cl = st->request.header("content-length")) {
         // MHD already rejects a malformed Content-Length; only the cap matters here.
         unsigned long long n = std::strtoull(std::string(*cl).c_str(), nullptr, 10);
@@ -366,12 +531,25 @@ struct ServerGlue {
       *uploadSize = 0;
       return MHD_YES;
     }
+    if (st->awaiting) {
+      // Resumed: the Responder delivered (or stop() answered for it).
+      if (!st->slot || !st->slot->response) return MHD_YES;
+      st->awaiting = false;
+      Response resp = std::move(*st->slot->response);
+      st->slot->response.reset();
+      st->slot->gone = true;
+      return queue(server, conn, std::move(resp));
+    }
     if (st->responded) return MHD_YES;
     return respond(server, conn, *st);
   }
 
-  static void completed(void* /*cls*/, MHD_Connection* /*conn*/, void** conCls, MHD_RequestTerminationCode /*toe*/) {
-    delete static_cast<RequestState*>(*conCls);
+  static void completed(void* cls, MHD_Connection* /*conn*/, void** conCls, MHD_RequestTerminationCode /*toe*/) {
+    auto* st = static_cast<RequestState*>(*conCls);
+    if (st == nullptr) return;
+    auto* server = static_cast<HttpServer*>(cls);
+    if (server != nullptr && server->activeRequests_ > 0) --server->activeRequests_;
+    delete st;
     *conCls = nullptr;
   }
 };
@@ -390,6 +568,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(sd_event* loop, UniqueFd l
   }
   if (ss.ss_family == AF_INET) s->port_ = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   if (ss.ss_family == AF_INET6) s->port_ = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  s->unix_ = ss.ss_family == AF_UNIX;
 
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
@@ -400,7 +579,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(sd_event* loop, UniqueFd l
       {MHD_OPTION_CONNECTION_LIMIT, static_cast<intptr_t>(o.maxConnections), nullptr},
       {MHD_OPTION_CONNECTION_TIMEOUT, o.connectionTimeout.count(), nullptr},
       {MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<intptr_t>(o.maxHeaderBytes), nullptr},
-      {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&ServerGlue::completed), nullptr},
+      {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&ServerGlue::completed), s.get()},
       {o.tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
        o.tls ? const_cast<char*>(o.tls->keyPem.c_str()) : nullptr},
       {o.tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
@@ -443,7 +622,18 @@ void HttpServer::runMhd() {
   if (daemon_ == nullptr) return;
   MHD_run(daemon_);
   std::erase_if(streams_, [](const std::weak_ptr<ResponseStream>& w) { return w.expired(); });
+  std::erase_if(asyncs_, [](const std::weak_ptr<AsyncSlot>& w) {
+    auto s = w.lock();
+    return !s || s->gone;
+  });
   rearmTimeout();
+}
+
+void HttpServer::stopAccepting() {
+  if (daemon_ == nullptr || quiesced_) return;
+  quiesced_ = true;
+  MHD_socket fd = MHD_quiesce_daemon(daemon_);
+  if (fd != MHD_INVALID_SOCKET) ::close(fd);
 }
 
 void HttpServer::scheduleRun() {
@@ -463,9 +653,20 @@ void HttpServer::rearmTimeout() {
 void HttpServer::stop() {
   if (daemon_ == nullptr) return;
   // MHD must not be stopped with suspended connections: cut every stream,
-  // resume it and let MHD close it first.
+  // answer every pending asynchronous request, resume them and let MHD
+  // close them first.
   for (int round = 0; round < 50; ++round) {
     bool any = false;
+    for (const auto& w : asyncs_) {
+      auto s = w.lock();
+      if (!s || s->gone) continue;
+      any = true;
+      if (!s->response) s->response = Response::text(503, "the server is stopping\n");
+      if (s->suspended) {
+        s->suspended = false;
+        MHD_resume_connection(s->connection);
+      }
+    }
     for (const auto& w : streams_) {
       auto s = w.lock();
       if (!s || s->finished_) continue;
@@ -486,10 +687,18 @@ void HttpServer::stop() {
   io_.reset();
   timer_.reset();
   // Quiesce hands the listening socket back so we close it (port refused).
-  MHD_socket fd = MHD_quiesce_daemon(daemon_);
+  MHD_socket fd = quiesced_ ? MHD_INVALID_SOCKET : MHD_quiesce_daemon(daemon_);
+  quiesced_ = true;
   MHD_stop_daemon(daemon_);
   daemon_ = nullptr;
   if (fd != MHD_INVALID_SOCKET) ::close(fd);
+  for (const auto& w : asyncs_) {
+    if (auto s = w.lock()) {
+      s->gone = true;
+      s->server = nullptr;
+    }
+  }
+  asyncs_.clear();
   for (const auto& w : streams_) {
     if (auto s = w.lock()) {
       s->finished_ = true;

@@ -11,7 +11,16 @@
 // Streaming responses (SSE) use a ResponseStream: the handler returns it, the
 // owner writes to it later from the loop thread; while it has nothing to
 // send the connection is suspended (no busy polling).
+//
+// Asynchronous handlers (AsyncHandler) answer later through a Responder, e.g.
+// after an IPC round trip; the connection is suspended meanwhile. A client
+// that hangs up in between costs nothing: the late answer is dropped.
+//
+// On a Unix socket every Request carries the client's credentials
+// (SO_PEERCRED + SO_PEERGROUPS), read per request; TCP requests have none.
 #pragma once
+
+#include <sys/types.h>
 
 #include <systemd/sd-event.h>
 
@@ -41,6 +50,24 @@ namespace plexd::httpd {
 // Headers are matched case-insensitively; names are stored lowercased.
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// Who is on the other end of a Unix socket connection, as the kernel
+// recorded it at connect(): pid, uid, primary gid and supplementary groups.
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary (SO_PEERGROUPS; empty if the kernel has none)
+  // Primary or supplementary member of g.
+  bool inGroup(gid_t g) const;
+};
+
+// At most this many supplementary groups are read (NGROUPS_MAX is 65536).
+inline constexpr size_t kMaxPeerGroups = 65536;
+
+// The credentials of the peer of a connected AF_UNIX socket, or nullopt (not
+// a Unix socket, or the kernel refused).
+std::optional<PeerCredentials> readPeerCredentials(int fd);
+
 struct Request {
   std::string method;  // "GET", "POST", ...
   std::string path;    // without the query string, percent-decoded by MHD
@@ -52,6 +79,8 @@ struct Request {
   // answer 413 (after its own authentication, if it wants that order).
   bool bodyTooLarge = false;
   std::string peer;  // "127.0.0.1", "::1" or "unix"
+  // Unix socket clients only (see readPeerCredentials); nullopt over TCP.
+  std::optional<PeerCredentials> peerCred;
 
   // First header with that (case-insensitive) name.
   std::optional<std::string_view> header(std::string_view name) const;
@@ -96,6 +125,9 @@ struct Response {
   int status = 200;
   HeaderList headers;  // e.g. {"content-type", "application/json"}
   std::string body;
+  // The body holds secret material: it is moved into a buffer that is wiped
+  // when libmicrohttpd releases it (no unwiped copy is made here).
+  bool sensitive = false;
   // When set, body is ignored and the response is chunked from the stream.
   std::shared_ptr<ResponseStream> stream;
 
@@ -107,6 +139,31 @@ struct Response {
 
 using Handler = std::function<Response(const Request&)>;
 
+// The answer side of an asynchronous request. Copies share one state; the
+// first send() wins, later ones are ignored. Only use it on the loop thread.
+// If every copy is dropped without an answer the client gets 500, so a lost
+// callback cannot hang a connection. Sending after the client went away (or
+// the server stopped) is harmless: the response is discarded.
+class Responder {
+ public:
+  Responder() = default;
+  // A responder that hands the response to sink (tests, fuzzers, or any
+  // caller that drives handlers without a server).
+  static Responder toSink(std::function<void(Response)> sink);
+
+  void send(Response response) const;
+  bool answered() const;
+
+ private:
+  friend struct ServerGlue;
+  struct Core;
+  std::shared_ptr<Core> core_;
+};
+
+// Handles a request and answers through the Responder, now or later. The
+// Request is only valid during the call: copy what the answer needs.
+using AsyncHandler = std::function<void(const Request&, Responder)>;
+
 // Builds the answer for requests that never reach a handler: 404 (no route),
 // 405 (path known, method not), 400 (bad request line/headers). detail is a
 // short sentence for the client.
@@ -115,12 +172,17 @@ using ErrorResponder = std::function<Response(int status, std::string_view detai
 class Router {
  public:
   // pattern: "/v1/nodes/{id}/state" — literal segments match exactly, a
-  // {name} segment matches one non-empty segment. Routes are tried in the
-  // order added. maxBody: the largest accepted request body in bytes.
+  // {name} segment matches one non-empty segment, and a final {name*}
+  // matches the rest of the path (one or more segments, joined by '/').
+  // Routes are tried in the order added. maxBody: the largest accepted
+  // request body in bytes.
   void add(std::string method, std::string pattern, size_t maxBody, Handler handler);
+  void addAsync(std::string method, std::string pattern, size_t maxBody, AsyncHandler handler);
 
   struct Match {
-    const Handler* handler = nullptr;
+    const Handler* handler = nullptr;       // set for add() routes
+    const AsyncHandler* async = nullptr;    // set for addAsync() routes
+    bool found() const { return handler != nullptr || async != nullptr; }
     size_t maxBody = 0;
     std::map<std::string, std::string> params;
     bool pathKnown = false;  // some route had this path, with another method
@@ -133,6 +195,7 @@ class Router {
     std::vector<std::string> segments;
     size_t maxBody;
     Handler handler;
+    AsyncHandler async;
   };
   std::vector<Route> routes_;
 };
@@ -157,6 +220,8 @@ struct ServerOptions {
 Result<UniqueFd> listenTcp(const std::string& host, uint16_t port, int backlog = 64);
 Result<UniqueFd> listenUnix(const std::string& path, unsigned mode, int backlog = 64);
 
+struct AsyncSlot;  // a suspended request waiting for its Responder (http_server.cc)
+
 class HttpServer {
  public:
   // Starts serving listenFd (ownership moves to the server) on loop.
@@ -170,9 +235,18 @@ class HttpServer {
   uint16_t port() const { return port_; }
   // Open streaming responses right now.
   size_t openStreams() const;
+  // Requests received and not yet completed (including those waiting for an
+  // asynchronous answer); idle keep-alive connections do not count.
+  size_t activeRequests() const { return activeRequests_; }
 
-  // Stops accepting, cuts every connection (open streams abruptly) and
-  // closes the listening socket. Idempotent; the destructor calls it.
+  // Stops accepting new connections and closes the listening socket; open
+  // connections are served on. For a graceful shutdown: stopAccepting(),
+  // wait for activeRequests() to reach 0 (bounded), then stop().
+  void stopAccepting();
+
+  // Stops accepting, cuts every connection (open streams abruptly, pending
+  // asynchronous requests with 503) and closes the listening socket.
+  // Idempotent; the destructor calls it.
   void stop();
 
  private:
@@ -187,12 +261,16 @@ class HttpServer {
   sd_event* loop_ = nullptr;
   MHD_Daemon* daemon_ = nullptr;
   uint16_t port_ = 0;
+  bool unix_ = false;      // the listener is AF_UNIX: read peer credentials
+  bool quiesced_ = false;  // the listening socket is closed
+  size_t activeRequests_ = 0;
   ServerOptions options_;
   std::shared_ptr<const Router> router_;
   event::Source io_;
   event::Source timer_;
   event::Source defer_;
   std::vector<std::weak_ptr<ResponseStream>> streams_;
+  std::vector<std::weak_ptr<AsyncSlot>> asyncs_;
 };
 
 }  // namespace plexd::httpd

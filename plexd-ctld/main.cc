@@ -19,11 +19,13 @@
 #include "common/event.h"
 #include "common/http_client.h"
 #include "common/log.h"
+#include "common/random.h"
 #include "plexd-ctld/agent/agent.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/netd_link.h"
 #include "plexd-ctld/agent/policy_link.h"
 #include "plexd-ctld/agent/status_ipc.h"
+#include "plexd-ctld/apid/apid_link.h"
 #include "plexd-ctld/events/verify_envelopes_cli.h"
 #include "plexd-supervisor/peer_links.h"
 
@@ -99,14 +101,18 @@ int main(int argc, char** argv) {
     return agentPtr ? agentPtr->lastApplied() : nullptr;
   });
   const bool policyEnabled = config->policy.enabled;
-  (*links)->onPeerChannel([&answerStatus, &netd, &policy, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
-    if (peer == ipc::Peer::apid) ch.handle<ipc::AgentStatusRequest>(answerStatus);
+  // The node API (plexd-ctld/apid): status, secrets, reports, peers, policy
+  // and the node-state push on every apid channel; services set below.
+  ctld::ApidLink apid([&statusNow] { return statusNow(); });
+  (*links)->onPeerChannel([&apid, &netd, &policy, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
+    if (peer == ipc::Peer::apid) apid.attach(ch);
     if (peer == ipc::Peer::netd) {
       if (policyEnabled) policy.attach(ch);
       netd.attach(ch);
     }
   });
-  (*links)->onPeerClosed([&netd, &policy](ipc::Peer peer, std::uint32_t, const Error&) {
+  (*links)->onPeerClosed([&apid, &netd, &policy](ipc::Peer peer, std::uint32_t, const Error&) {
+    if (peer == ipc::Peer::apid) apid.detach();
     if (peer != ipc::Peer::netd) return;
     policy.detach();
     netd.detach();
@@ -139,19 +145,37 @@ int main(int argc, char** argv) {
     d->stop(code);
   });
   agentPtr = &agent;
+  auto lastApplied = [&agent]() -> const ctld::NodeStateSnapshot* { return agent.lastApplied(); };
+  sd_event* loop = (*daemon)->loop();
+  ctld::StatePush statePush(loop, systemRandom(), {}, lastApplied);
+  ctld::SecretServiceOptions secretOptions;
+  secretOptions.requestTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(config->api.requestTimeout);
+  ctld::SecretService secrets(loop, systemClock(), systemRandom(), secretOptions);
+  ctld::ReportSyncOptions reportOptions;
+  reportOptions.pendingFile = options.stateDir + "/reports-pending.json";
+  reportOptions.debounce = std::chrono::duration_cast<std::chrono::milliseconds>(config->nodeApi.debouncePeriod);
+  reportOptions.requestTimeout = secretOptions.requestTimeout;
+  ctld::ReportSyncer reports(loop, systemClock(), reportOptions);
+  ctld::NodeInfo nodeInfo(lastApplied, standalone ? nullptr : &netd);
+  secrets.onUnauthorized([&agent](const ctld::Problem& p) { agent.credentialRefused("secrets", p); });
+  reports.onUnauthorized([&agent](const ctld::Problem& p) { agent.credentialRefused("reports", p); });
+  agent.addApplier(statePush.applier());  // first: never fails, never waits
   if (!standalone) {
     if (policyEnabled) agent.addApplier(policy.applier());
     agent.addApplier(netd.applier());
     agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
   }
-  agent.onIdentity([&netd](const ctld::Identity& id) {
+  agent.onIdentity([&netd, &secrets, &reports](const ctld::Identity& id) {
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
+    secrets.setKey(id.nsk);
+    reports.credentialsChanged();
   });
-  statusNow = [&agent, &netd, &policy, standalone, policyEnabled, api = config->api.baseUrl] {
+  statusNow = [&agent, &netd, &policy, &reports, &secrets, standalone, policyEnabled, api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     if (!standalone) ctld::addWireGuardStatus(r, netd.status());
     if (!standalone && policyEnabled) ctld::addFirewallStatus(r, policy.status());
+    ctld::addNodeApiStatus(r, reports.status(), secrets.status());
     return r;
   };
   // netd's device report (handshakes, traffic) for status, every 30 s.
@@ -169,6 +193,12 @@ int main(int argc, char** argv) {
     log::error(st.error().text());
     return ctld::kExitConfig;
   }
+  // After start(): the state directory exists and the client is created.
+  secrets.setClient(agent.cpClient());
+  reports.setClient(agent.cpClient());
+  agent.cpClient()->onReachable([&reports] { reports.controlPlaneReachable(); });
+  if (auto st = reports.start(); !st) return startupFailed("report sync", st.error());
+  apid.setServices({&statePush, &secrets, &reports, &nodeInfo});
   (*daemon)->ready("running");
   return (*daemon)->run();
 }

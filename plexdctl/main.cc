@@ -1,47 +1,81 @@
-// plexdctl: the command-line client. So far only `status`, which asks the
-// supervisor; the node-API commands (peers, policies, state, reports, join,
-// doctor) come with apid's API.
+// plexdctl: the command-line client of the node API (plexd-apid) and, with
+// `suite`, of the supervisor's control socket. Commands and exit codes:
+// docs/node-api.md.
+#include <curl/curl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
-#include "plexd-supervisor/control.h"
+#include "plexdctl/args.h"
+#include "plexdctl/commands.h"
+#include "plexdctl/curl_client.h"
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: plexdctl status [--json] [--control-socket PATH]\n"
-    "  status   daemons of a suite run by plexd-supervisor (needs root)\n";
+using plexd::Error;
+using plexd::Result;
+
+void write(FILE* f, std::string_view s) {
+  if (!s.empty()) std::fwrite(s.data(), 1, s.size(), f);
+}
+
+Result<std::string> readStdin(size_t max) {
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::sys("cannot read the payload from stdin");
+    if (n == 0) return in;
+    if (in.size() + static_cast<size_t>(n) > max) {
+      return Error("the payload on stdin is larger than " + std::to_string(max) + " bytes");
+    }
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  using namespace plexd::ctl;
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
+  ParseOutcome parsed = parseArgs(args, std::getenv(kSocketEnv));
+  if (parsed.kind == ParseOutcome::Kind::help) {
+    write(stdout, parsed.text);
+    return kExitOk;
   }
-  if (args[0] != "status") {
-    std::fprintf(stderr, "plexdctl: unknown command %s\n%s", args[0].c_str(), kUsage);
-    return 2;
+  if (parsed.kind == ParseOutcome::Kind::usageError) {
+    write(stderr, parsed.text);
+    return kExitUsage;
   }
-  bool json = false;
-  std::string socket = "/run/plexd/supervisor.sock";
-  for (size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--json") {
-      json = true;
-    } else if (args[i] == "--control-socket" && i + 1 < args.size()) {
-      socket = args[++i];
-    } else {
-      std::fprintf(stderr, "plexdctl: unknown option %s\n%s", args[i].c_str(), kUsage);
-      return 2;
+  const Invocation& inv = parsed.invocation;
+
+  Io io;
+  io.out = [](std::string_view s) { write(stdout, s); };
+  io.err = [](std::string_view s) { write(stderr, s); };
+  io.readStdin = readStdin;
+  io.stdoutIsTerminal = ::isatty(STDOUT_FILENO) == 1;
+  io.now = plexd::systemClock().wallNow();
+
+  int rc = kExitOk;
+  if (inv.command == Command::version) {
+    rc = runVersion(inv, io);
+  } else if (inv.command == Command::suite) {
+    rc = runSuite(inv, io);
+  } else {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      write(stderr, "plexdctl: cannot initialise libcurl\n");
+      return kExitApiError;
     }
+    auto client = makeCurlClient(inv.socket, inv.timeout);
+    rc = runCommand(inv, *client, io);
+    client.reset();
+    curl_global_cleanup();
   }
-  auto answer = plexd::supervisor::queryControl(socket, json ? "status json" : "status text", std::chrono::seconds(10));
-  if (!answer) {
-    std::fprintf(stderr, "plexdctl: %s\n", answer.error().text().c_str());
-    return 1;
-  }
-  std::fputs(answer->c_str(), stdout);
-  return 0;
+  if (std::fflush(stdout) != 0 && rc == kExitOk) rc = kExitApiError;  // e.g. a closed pipe
+  return rc;
 }

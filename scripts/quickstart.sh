@@ -640,7 +640,7 @@ echo "Explore (as root; node $a is network namespace ${node_ns[$a]}, and so on):
 hint "a shell in node $a" "ip netns exec ${node_ns[$a]} bash"
 hint "its WireGuard" "ip netns exec ${node_ns[$a]} wg show ${node_ifname[$a]}"
 hint "ping over the mesh" "ip netns exec ${node_ns[$a]} ping ${node_mesh[$b]}"
-hint "its suite and ctld's state" "$(rel "$ctl_bin") status --control-socket $work/node-$a/supervisor.sock"
+hint "its suite and ctld's state" "$(rel "$ctl_bin") suite --control-socket $work/node-$a/supervisor.sock"
 hint "its daemons' log" "tail -f $work/node-$a/supervisor.log"
 hint "the control plane (emulator)" "E=\"$E\""
 hint "" "\$E status; \$E node list; \$E events"

@@ -108,6 +108,12 @@ class Agent {
   void onIdentity(std::function<void(const Identity&)> cb) { onIdentity_ = std::move(cb); }
   // The last applied snapshot (nullptr: none yet, or not running).
   const NodeStateSnapshot* lastApplied() const { return reconciler_ ? reconciler_->lastApplied() : nullptr; }
+  // The authenticated control-plane client, shared by every surface
+  // (nullptr before start(); without an identity until registered).
+  CpClient* cpClient() { return cp_.get(); }
+  // Another component's request was answered 401 (§4.3): the same handling
+  // as the agent's own surfaces (alarm, re-registration with a fresh token).
+  void credentialRefused(std::string_view surface, const Problem& problem) { unauthorized(surface, problem); }
 
  private:
   Status ensureStateDir();

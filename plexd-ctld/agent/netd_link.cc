@@ -167,6 +167,55 @@ void NetdLink::requestReport() {
   });
 }
 
+void NetdLink::peerStats(std::optional<ipc::WgPublicKey> last, std::chrono::milliseconds timeout,
+                         std::function<void(Result<std::vector<ipc::WgPeerStats>>)> done) {
+  struct Read {
+    std::optional<ipc::WgPublicKey> last;
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<ipc::WgPeerStats> out;
+    std::function<void(Result<std::vector<ipc::WgPeerStats>>)> done;
+    std::function<void()> next;  // holds the Read weakly: no cycle
+    unsigned pages = 0;
+  };
+  if (!channel_) return done(Error("netd is not connected"));
+  auto read = std::make_shared<Read>();
+  read->last = last;
+  read->deadline = std::chrono::steady_clock::now() + timeout;
+  read->done = std::move(done);
+  const uint64_t gen = generation_;
+  std::weak_ptr<Read> weak = read;
+  read->next = [this, gen, weak, alive = std::weak_ptr<bool>(alive_)] {
+    auto r = weak.lock();
+    if (!r) return;
+    auto finish = [r](Result<std::vector<ipc::WgPeerStats>> result) {
+      if (!r->done) return;
+      auto cb = std::move(r->done);
+      r->done = nullptr;
+      cb(std::move(result));
+    };
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(r->deadline - std::chrono::steady_clock::now());
+    // Bounded: every page but the last is full, and a device holds at most the snapshot's peer limit.
+    if (!channel_ || gen != generation_) return finish(Error("the netd channel went away"));
+    if (left.count() <= 0 || ++r->pages > 100) return finish(Error("netd did not report the peers in time"));
+    ipc::WgStatusRequest req;
+    req.offset = static_cast<uint32_t>(r->out.size());
+    req.limit = ipc::kMaxWgStatusPage;
+    req.with_stats = true;
+    channel_->call(req, left, [this, gen, r, alive, finish](Result<ipc::WgStatusReply> reply) {
+      if (alive.expired()) return;
+      if (gen != generation_) return finish(Error("the netd channel went away"));
+      if (!reply) return finish(reply.takeError().wrap("wg_status"));
+      if (!reply->present) return finish(Error("the WireGuard device is missing"));
+      for (auto& p : reply->peers) r->out.push_back(std::move(p));
+      const bool complete = reply->peers.empty() || r->out.size() >= reply->total_peers ||
+                            (r->last && !r->out.empty() && !(r->out.back().public_key < *r->last));
+      if (complete) return finish(std::move(r->out));
+      r->next();
+    });
+  };
+  read->next();
+}
+
 Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {
   ipc::WgPeer out;
   auto key = base64Decode(p.publicKey);

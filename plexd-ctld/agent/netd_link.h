@@ -87,6 +87,13 @@ class NetdLink {
   void requestReport();
   ipc::Channel* channel() { return channel_; }
 
+  // Per-peer stats from netd's device read (wg_status_request with stats,
+  // paged in public-key order), up to and including the key `last` (every
+  // peer when nullopt). An error when netd is not connected, the channel
+  // changes, or the pages do not arrive within `timeout` in total.
+  void peerStats(std::optional<ipc::WgPublicKey> last, std::chrono::milliseconds timeout,
+                 std::function<void(Result<std::vector<ipc::WgPeerStats>>)> done);
+
   // The ipc peer for one snapshot peer (errors: unusable key or address).
   Result<ipc::WgPeer> toWgPeer(const SnapshotPeer& p) const;
 

@@ -30,6 +30,9 @@ ipc::AgentStatusReply toStatusReply(const AgentStatus& s, std::string_view api) 
     r.last_applied_ms = unixMs(s.reconcile->lastAppliedAt);
     r.applied_digest = cut(s.reconcile->lastAppliedDigest, 128);
     r.applied_peers = static_cast<uint32_t>(s.reconcile->appliedPeers);
+    r.reconcile_cycles = s.reconcile->cycles;
+    r.reconcile_failures = s.reconcile->consecutiveFailures;
+    r.reconcile_last_us = s.reconcile->lastCycleUs;
   }
   if (s.stream) {
     r.stream_state = std::string(streamStateName(s.stream->state));

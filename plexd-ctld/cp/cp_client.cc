@@ -116,8 +116,13 @@ http::RequestId CpClient::call(Surface surface, CpCall c, Done done) {
   req.body = std::move(c.body);
   return http_.start(std::move(req), [this, surface, refusal, done = std::move(done)](Result<http::Response> r) {
     if (!r) {
+      unreachable_ = true;
       done(r.takeError().wrap(fmt::format("{} request", surfaceName(surface))));
       return;
+    }
+    if (unreachable_) {
+      unreachable_ = false;
+      for (const auto& cb : reachable_) cb();
     }
     CpResponse out;
     out.response = std::move(r).value();

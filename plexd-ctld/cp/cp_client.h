@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/http_client.h"
@@ -75,6 +76,12 @@ class CpClient {
   // True while a 501 *_not_provisioned answer for this surface is recent.
   bool featureOff(Surface surface) const;
 
+  // Called when the control plane answers (any HTTP status) after a request
+  // failed without an answer (network, TLS, timeout): components waiting to
+  // retry after a network error may go now. Runs from the completing call's
+  // callback, before that call's done.
+  void onReachable(std::function<void()> cb) { reachable_.push_back(std::move(cb)); }
+
  private:
   void noteDisposition(Surface surface, const CpResponse& r);
 
@@ -84,6 +91,8 @@ class CpClient {
   std::string nodeId_;
   SecretString bearer_;
   std::map<Surface, MonoTime> offUntil_;
+  bool unreachable_ = false;  // the last completed call got no answer
+  std::vector<std::function<void()>> reachable_;
 };
 
 // Percent-encodes one path segment (RFC 3986 unreserved characters kept).

@@ -118,6 +118,7 @@ void Reconciler::confirmRemoval() {
 
 void Reconciler::startCycle() {
   running_ = true;
+  cycleStart_ = clock_.now();
   ++status_.cycles;
   log::debug("reconcile cycle", {{"reason", nextReason_}});
   if (holdUntil_ && clock_.now() < *holdUntil_) return finishCycle("held off (after 401 or Retry-After)");
@@ -306,6 +307,8 @@ void Reconciler::fail(std::string result, bool countFailure) {
 
 void Reconciler::finishCycle(std::string result) {
   status_.lastResult = std::move(result);
+  status_.lastCycleUs = static_cast<uint64_t>(
+      std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - cycleStart_).count(), 0));
   running_ = false;
   if (auto st = event::rearmTimer(timer_.get(), usec(options_.interval)); !st)
     log::error("cannot re-arm the reconcile timer", {{"error", st.error().text()}});

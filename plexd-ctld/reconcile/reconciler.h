@@ -106,6 +106,7 @@ struct ReconcileStatus {
   size_t appliedPeers = 0;
   uint64_t cycles = 0;
   uint64_t consecutiveFailures = 0;
+  uint64_t lastCycleUs = 0;  // duration of the last finished cycle (pull + apply)
   bool featureOff = false;
   std::map<std::string, std::string> alarms;  // invalid_snapshot, implausible_removal, apply_failed,
                                               // persist_failed, unauthorized → message
@@ -177,6 +178,7 @@ class Reconciler {
   std::string nextReason_;
   std::optional<http::RequestId> fetch_;
   std::optional<MonoTime> holdUntil_;
+  MonoTime cycleStart_{};
 
   std::optional<NodeStateSnapshot> applied_;
   bool appliedThisProcess_ = false;

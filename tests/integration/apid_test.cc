@@ -89,15 +89,15 @@ TEST_CASE("apid started as root binds its socket, drops privileges and answers /
 #if !defined(__SANITIZE_ADDRESS__)
   CHECK(plexd::test::procStatusField(pid, "Seccomp") == "2");
 #endif
-  auto ok = httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  auto ok = httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   CHECK(ok.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   CHECK(ok.find("\"status\":\"ok\"") != std::string::npos);
   auto missing = httpOverUnix(sock, "GET /nope HTTP/1.1\r\n\r\n");
   CHECK(missing.rfind("HTTP/1.1 404", 0) == 0);
-  auto huge = httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n");
+  auto huge = httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\nX: " + std::string(17000, 'a') + "\r\n\r\n");
   CHECK(huge.rfind("HTTP/1.1 431", 0) == 0);
   // Still up after the bad requests, and stops cleanly on SIGTERM.
-  CHECK(httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(httpOverUnix(sock, "GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
   REQUIRE(kill(pid, SIGTERM) == 0);
   int st = -1;
   deadline = std::chrono::steady_clock::now() + 15s;

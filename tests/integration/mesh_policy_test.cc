@@ -31,7 +31,7 @@ std::string netnsPath(const MeshNode& n) { return "/run/netns/" + n.ns; }
 
 std::string status(const MeshNode& n, bool json = false) {
   std::string out;
-  run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl status " + (json ? "--json " : "") +
+  run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl suite " + (json ? "--json " : "") +
           "--control-socket " + n.suite->dir() + "/supervisor.sock",
       &out);
   return out;

@@ -36,9 +36,9 @@ TEST_CASE("three nodes enrol, reach a full mesh and ping each other over mesh IP
   for (auto* x : all) {
     CHECK(lab.wgPeers(*x).size() == 2);
     CHECK(lab.nsExec(*x, "ip -4 addr show " + x->ifname).find(x->meshIp + "/32") != std::string::npos);
-    // What an operator sees: plexdctl status shows netd's device report.
+    // What an operator sees: plexdctl suite shows netd's device report.
     std::string status;
-    run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl status --control-socket " + x->suite->dir() +
+    run(std::string(PLEXD_BINARY_DIR) + "/plexdctl/plexdctl suite --control-socket " + x->suite->dir() +
                      "/supervisor.sock",
                  &status);
     INFO(status);

@@ -97,12 +97,19 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
     return config_yaml.rfind(block + ":", 0) == 0 || config_yaml.find("\n" + block + ":") != std::string::npos;
   };
   std::string listeners;
-  if (!mentions("node_api")) listeners += "node_api:\n  socket_path: " + dir_ + "/api.sock\n";
+  std::string yaml = config_yaml;
+  const std::string socketLine = "  socket_path: " + dir_ + "/api.sock\n";
+  if (!mentions("node_api")) {
+    listeners += "node_api:\n" + socketLine;
+  } else if (yaml.find("socket_path:") == std::string::npos) {
+    size_t at = yaml.rfind("node_api:", 0) == 0 ? 0 : yaml.find("\nnode_api:") + 1;
+    yaml.insert(yaml.find('\n', at) + 1, socketLine);
+  }
   if (!mentions("health")) listeners += "health:\n  enabled: false\n";
   std::ofstream(dir_ + "/config.yaml") << "data_dir: " << dir_ << "/data\n"
                                        << listeners
                                        << "registration:\n  token_file: " << dir_ << "/bootstrap-token\n"
-                                       << config_yaml;
+                                       << yaml;
   chmod((dir_ + "/config.yaml").c_str(), 0644);
   if (!bootstrap_token.empty()) {
     std::ofstream(dir_ + "/bootstrap-token") << bootstrap_token << "\n";

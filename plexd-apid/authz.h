@@ -1,0 +1,64 @@
+// Who may do what on the node API (docs/node-api.md "Who may do what").
+//
+// Unix socket clients are judged by the credentials the kernel recorded at
+// connect() (SO_PEERCRED + SO_PEERGROUPS, read per request): uid 0 and
+// members of the secrets group may do everything, members of the socket
+// group everything but read secret values, anyone else nothing. TCP clients
+// must present the bearer token (compared in constant time) and then have
+// the socket group's rights.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/http_server.h"
+
+namespace plexd::apid {
+
+enum class Access {
+  unauthenticated,  // TCP without the right token: 401
+  denied,           // Unix client in neither group: 403
+  standard,         // read routes and report writes
+  secrets,          // everything, secret values included
+};
+
+// The TCP listener's bearer token: wiped when destroyed, compared in
+// constant time. A plain heap string, not SecretString: mlock/munlock are not
+// in apid's seccomp allow-list, and the token is read before the lock-down
+// but destroyed after it.
+class BearerToken {
+ public:
+  BearerToken() = default;
+  explicit BearerToken(std::string_view v) : v_(v) {}
+  BearerToken(BearerToken&& o) noexcept;
+  BearerToken& operator=(BearerToken&& o) noexcept;
+  BearerToken(const BearerToken&) = delete;
+  BearerToken& operator=(const BearerToken&) = delete;
+  ~BearerToken();
+  bool empty() const { return v_.empty(); }
+  // Constant time in the contents (a length mismatch returns at once).
+  bool matches(std::string_view presented) const;
+
+ private:
+  std::string v_;
+};
+
+struct AuthzPolicy {
+  std::optional<gid_t> socketGid;   // nullopt: the group does not exist, it matches nobody
+  std::optional<gid_t> secretsGid;
+  BearerToken token;                // empty: TCP clients are never authenticated
+};
+
+Access authorize(const AuthzPolicy& policy, const httpd::Request& request);
+
+// The gid of a group, or nullopt if there is no such group (or NSS failed).
+std::optional<gid_t> lookupGroup(const std::string& name);
+
+inline constexpr std::string_view kUnauthorized = "unauthorized";
+inline constexpr std::string_view kForbidden = "forbidden: insufficient privileges";
+inline constexpr std::string_view kForbiddenSecrets = "forbidden: insufficient privileges for secret access";
+
+}  // namespace plexd::apid
