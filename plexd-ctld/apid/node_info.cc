@@ -1,8 +1,5 @@
 #include "plexd-ctld/apid/node_info.h"
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <algorithm>
 #include <map>
 
@@ -12,10 +9,6 @@
 
 namespace plexd::ctld {
 namespace {
-
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void writeString(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
 struct KeyedPeer {
   ipc::WgPublicKey key{};
@@ -44,40 +37,7 @@ std::string cut(std::string_view s, size_t n) { return std::string(s.substr(0, n
 }  // namespace
 
 std::string policyJson(const std::optional<SnapshotPolicy>& policy) {
-  if (!policy) return "{}";
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("revision_id");
-  writeString(w, policy->revisionId);
-  w.Key("fingerprint");
-  writeString(w, policy->fingerprint);
-  w.Key("rules");
-  w.StartArray();
-  for (const auto& r : policy->rules) {
-    w.StartObject();
-    w.Key("action");
-    writeString(w, r.action);
-    w.Key("protocol");
-    writeString(w, r.protocol);
-    w.Key("source_cidr");
-    writeString(w, r.sourceCidr);
-    w.Key("destination_cidr");
-    writeString(w, r.destinationCidr);
-    if (r.ports) {
-      w.Key("ports");
-      w.StartObject();
-      w.Key("from");
-      w.Uint(r.ports->from);
-      w.Key("to");
-      w.Uint(r.ports->to);
-      w.EndObject();
-    }
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return policy ? serializePolicy(*policy) : "{}";
 }
 
 ipc::PeersReply peersPage(const std::vector<SnapshotPeer>& peers, uint32_t offset, uint32_t limit) {

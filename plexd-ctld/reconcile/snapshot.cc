@@ -315,6 +315,39 @@ Result<std::optional<std::string>> rawArray(const Value& root, const char* name)
 
 void writeString(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
+void writePolicy(Writer& w, const SnapshotPolicy& policy) {
+  w.StartObject();
+  w.Key("revision_id");
+  writeString(w, policy.revisionId);
+  w.Key("fingerprint");
+  writeString(w, policy.fingerprint);
+  w.Key("rules");
+  w.StartArray();
+  for (const auto& r : policy.rules) {
+    w.StartObject();
+    w.Key("action");
+    writeString(w, r.action);
+    w.Key("protocol");
+    writeString(w, r.protocol);
+    w.Key("source_cidr");
+    writeString(w, r.sourceCidr);
+    w.Key("destination_cidr");
+    writeString(w, r.destinationCidr);
+    if (r.ports) {
+      w.Key("ports");
+      w.StartObject();
+      w.Key("from");
+      w.Uint(r.ports->from);
+      w.Key("to");
+      w.Uint(r.ports->to);
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
 void writeBuckets(Writer& w, const std::optional<StateBuckets>& b) {
   if (!b) {
     w.Null();
@@ -421,6 +454,13 @@ Result<NodeStateSnapshot> parseSnapshot(std::string_view body, const SnapshotPar
   return s;
 }
 
+std::string serializePolicy(const SnapshotPolicy& policy) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  writePolicy(w, policy);
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 std::string serializeSnapshot(const NodeStateSnapshot& s) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
@@ -446,36 +486,7 @@ std::string serializeSnapshot(const NodeStateSnapshot& s) {
   if (!s.policy) {
     w.Null();
   } else {
-    w.StartObject();
-    w.Key("revision_id");
-    writeString(w, s.policy->revisionId);
-    w.Key("fingerprint");
-    writeString(w, s.policy->fingerprint);
-    w.Key("rules");
-    w.StartArray();
-    for (const auto& r : s.policy->rules) {
-      w.StartObject();
-      w.Key("action");
-      writeString(w, r.action);
-      w.Key("protocol");
-      writeString(w, r.protocol);
-      w.Key("source_cidr");
-      writeString(w, r.sourceCidr);
-      w.Key("destination_cidr");
-      writeString(w, r.destinationCidr);
-      if (r.ports) {
-        w.Key("ports");
-        w.StartObject();
-        w.Key("from");
-        w.Uint(r.ports->from);
-        w.Key("to");
-        w.Uint(r.ports->to);
-        w.EndObject();
-      }
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
+    writePolicy(w, *s.policy);
   }
   w.Key("bridge");
   if (s.bridge)

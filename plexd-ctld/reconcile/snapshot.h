@@ -113,6 +113,8 @@ Result<NodeStateSnapshot> parseSnapshot(std::string_view body, const SnapshotPar
 // by parseSnapshot. This is what ctld persists as its last applied state;
 // reachability, executions and sessions are left out (§5.2: never stored).
 std::string serializeSnapshot(const NodeStateSnapshot& snapshot);
+// The policy block alone, as serializeSnapshot writes it (GET /v1/policies).
+std::string serializePolicy(const SnapshotPolicy& policy);
 
 // Hex SHA-256 of serializeSnapshot(): a short identity of an applied state
 // for status and logs.
