@@ -9,10 +9,12 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 
 #include <fmt/format.h>
 
@@ -20,19 +22,25 @@ namespace plexd {
 
 namespace {
 
+// One passed fd: its name and how to name it in an error.
+struct Passed {
+  std::string name;
+  int fd;
+  std::string what;  // "socket-activated fd 3", "fd 4 passed by the supervisor"
+};
+
 // PLEXD_LISTEN_FDS="name:fd,name:fd": fds above 3 that are sockets. Unset
 // after reading, like LISTEN_FDS.
-Result<std::vector<std::pair<std::string, int>>> supervisorFds() {
+Result<std::vector<Passed>> supervisorFds() {
   const char* env = std::getenv(kListenFdsEnv);
-  std::vector<std::pair<std::string, int>> out;
+  std::vector<Passed> out;
   if (env == nullptr) return out;
-  std::string text(env);
+  const std::string text(env);
   unsetenv(kListenFdsEnv);
-  size_t pos = 0;
-  while (pos <= text.size() && !text.empty()) {
-    size_t end = text.find(',', pos);
-    if (end == std::string::npos) end = text.size();
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = std::min(text.find(',', pos), text.size());
     std::string_view item(text.data() + pos, end - pos);
+    pos = end + 1;
     size_t colon = item.find(':');
     int fd = -1;
     if (colon == std::string_view::npos || colon == 0 ||
@@ -42,10 +50,8 @@ Result<std::vector<std::pair<std::string, int>>> supervisorFds() {
     }
     struct stat st{};
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return Error(fmt::format("{}: fd {} is not a socket", kListenFdsEnv, fd));
-    out.emplace_back(std::string(item.substr(0, colon)), fd);
+    out.push_back({std::string(item.substr(0, colon)), fd, fmt::format("fd {} passed by the supervisor", fd)});
     if (out.size() > 16) return Error(fmt::format("{}: too many fds", kListenFdsEnv));
-    pos = end + 1;
-    if (end == text.size()) break;
   }
   return out;
 }
@@ -60,36 +66,27 @@ Result<std::map<std::string, std::vector<UniqueFd>>> takeListenFds(std::string_v
   // unset_environment=1: the variables describe fds of this process only.
   int n = sd_listen_fds_with_names(1, &names);
   if (n < 0) return Error::sys("sd_listen_fds_with_names", -n);
-  std::map<std::string, std::vector<UniqueFd>> out;
-  std::string unexpected;
+  std::vector<Passed> all;
   for (int i = 0; i < n; ++i) {
     const int fd = SD_LISTEN_FDS_START + i;
-    std::string name = names && names[i] ? names[i] : "unknown";
+    all.push_back({names && names[i] ? names[i] : "unknown", fd, fmt::format("socket-activated fd {}", fd)});
     free(names ? names[i] : nullptr);
-    // Take ownership first: an fd we refuse is closed, not leaked.
-    UniqueFd owned(fd);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    bool known = false;
-    for (std::string_view e : expected) known = known || e == name;
-    if (!known) {
-      if (unexpected.empty())
-        unexpected = fmt::format("socket-activated fd {} is named '{}', which {} does not use", fd, name, daemon);
-      continue;
-    }
-    out[name].push_back(std::move(owned));
   }
   free(names);
-  for (auto& [name, fd] : *passed) {
-    UniqueFd owned(fd);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  all.insert(all.end(), std::make_move_iterator(passed->begin()), std::make_move_iterator(passed->end()));
+  std::map<std::string, std::vector<UniqueFd>> out;
+  std::string unexpected;
+  for (auto& p : all) {
+    // Take ownership first: an fd we refuse is closed, not leaked.
+    UniqueFd owned(p.fd);
+    fcntl(p.fd, F_SETFD, FD_CLOEXEC);
     bool known = false;
-    for (std::string_view e : expected) known = known || e == name;
+    for (std::string_view e : expected) known = known || e == p.name;
     if (!known) {
-      if (unexpected.empty())
-        unexpected = fmt::format("fd {} passed by the supervisor is named '{}', which {} does not use", fd, name, daemon);
+      if (unexpected.empty()) unexpected = fmt::format("{} is named '{}', which {} does not use", p.what, p.name, daemon);
       continue;
     }
-    out[name].push_back(std::move(owned));
+    out[p.name].push_back(std::move(owned));
   }
   if (!unexpected.empty()) {
     std::string list;
