@@ -203,15 +203,15 @@ Response NodeApi::fromCtldError(const Error& e) const {
 
 Response NodeApi::health(const Request&) { return ok("{\"status\":\"ok\",\"service\":\"plexd-apid\"}\n"); }
 
-Response NodeApi::state(const Request&) {
-  std::string out;
-  out.reserve(256 + cache_.metadata().size() * 64 + cache_.data().size() * 96);
-  JsonOut j(out);
+// The listings /v1/state shares with the per-bucket routes.
+void NodeApi::writeMetadata(JsonOut& j) const {
   j.beginObject();
-  j.key("metadata").beginObject();
   for (const auto& [k, v] : cache_.metadata()) j.key(k).str(v);
   j.endObject();
-  j.key("data_keys").beginArray();
+}
+
+void NodeApi::writeDataKeys(JsonOut& j) const {
+  j.beginArray();
   for (const auto& [k, d] : cache_.data()) {
     j.beginObject();
     j.key("key").str(k);
@@ -220,7 +220,10 @@ Response NodeApi::state(const Request&) {
     j.endObject();
   }
   j.endArray();
-  j.key("secret_keys").beginArray();
+}
+
+void NodeApi::writeSecretKeys(JsonOut& j) const {
+  j.beginArray();
   for (const auto& [k, v] : cache_.secrets()) {
     j.beginObject();
     j.key("key").str(k);
@@ -228,7 +231,10 @@ Response NodeApi::state(const Request&) {
     j.endObject();
   }
   j.endArray();
-  j.key("report_keys").beginArray();
+}
+
+void NodeApi::writeReportKeys(JsonOut& j) const {
+  j.beginArray();
   for (const auto& [k, e] : cache_.reports()) {
     if (e.deleted) continue;
     j.beginObject();
@@ -237,6 +243,21 @@ Response NodeApi::state(const Request&) {
     j.endObject();
   }
   j.endArray();
+}
+
+Response NodeApi::state(const Request&) {
+  std::string out;
+  out.reserve(256 + cache_.metadata().size() * 64 + cache_.data().size() * 96);
+  JsonOut j(out);
+  j.beginObject();
+  j.key("metadata");
+  writeMetadata(j);
+  j.key("data_keys");
+  writeDataKeys(j);
+  j.key("secret_keys");
+  writeSecretKeys(j);
+  j.key("report_keys");
+  writeReportKeys(j);
   j.endObject();
   out.push_back('\n');
   return ok(std::move(out));
@@ -246,9 +267,7 @@ Response NodeApi::metadataAll(const Request&) {
   std::string out;
   out.reserve(16 + cache_.metadata().size() * 64);
   JsonOut j(out);
-  j.beginObject();
-  for (const auto& [k, v] : cache_.metadata()) j.key(k).str(v);
-  j.endObject();
+  writeMetadata(j);
   out.push_back('\n');
   return ok(std::move(out));
 }
@@ -272,15 +291,7 @@ Response NodeApi::dataAll(const Request&) {
   std::string out;
   out.reserve(16 + cache_.data().size() * 96);
   JsonOut j(out);
-  j.beginArray();
-  for (const auto& [k, d] : cache_.data()) {
-    j.beginObject();
-    j.key("key").str(k);
-    j.key("version").num(d.version);
-    j.key("content_type").str(kDataContentType);
-    j.endObject();
-  }
-  j.endArray();
+  writeDataKeys(j);
   out.push_back('\n');
   return ok(std::move(out));
 }
@@ -307,14 +318,7 @@ Response NodeApi::dataOne(const Request& req) {
 Response NodeApi::secretsAll(const Request&) {
   std::string out;
   JsonOut j(out);
-  j.beginArray();
-  for (const auto& [k, v] : cache_.secrets()) {
-    j.beginObject();
-    j.key("key").str(k);
-    j.key("version").num(v);
-    j.endObject();
-  }
-  j.endArray();
+  writeSecretKeys(j);
   out.push_back('\n');
   return ok(std::move(out));
 }
@@ -322,15 +326,7 @@ Response NodeApi::secretsAll(const Request&) {
 Response NodeApi::reportAll(const Request&) {
   std::string out;
   JsonOut j(out);
-  j.beginArray();
-  for (const auto& [k, e] : cache_.reports()) {
-    if (e.deleted) continue;
-    j.beginObject();
-    j.key("key").str(k);
-    j.key("version").num(e.version);
-    j.endObject();
-  }
-  j.endArray();
+  writeReportKeys(j);
   out.push_back('\n');
   return ok(std::move(out));
 }

@@ -24,6 +24,8 @@
 
 namespace plexd::apid {
 
+class JsonOut;
+
 class NodeApi {
  public:
   NodeApi(StateCache& cache, CtldClient& ctld, ReportSync& reports, Clock& clock, AuthzPolicy authz);
@@ -63,6 +65,10 @@ class NodeApi {
   httpd::Response fromCtldError(const Error& e) const;
 
   httpd::Response health(const httpd::Request&);
+  void writeMetadata(JsonOut& j) const;
+  void writeDataKeys(JsonOut& j) const;
+  void writeSecretKeys(JsonOut& j) const;
+  void writeReportKeys(JsonOut& j) const;
   httpd::Response state(const httpd::Request&);
   httpd::Response metadataAll(const httpd::Request&);
   httpd::Response metadataOne(const httpd::Request&);
