@@ -139,6 +139,9 @@ namespace {
 constexpr std::array kEventDaemonSyscalls = {
     // memory
     "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "membarrier",
+    // SecretString/SecretBytes pin their pages: a secret made before the
+    // lock-down is unlocked after it.
+    "mlock", "munlock",
     // files and fds
     "read", "write", "readv", "writev", "pread64", "pwrite64", "close", "close_range", "fstat",
     "newfstatat", "statx", "stat", "lstat", "lseek", "fcntl", "dup", "dup2", "dup3", "pipe2",

@@ -1,7 +1,6 @@
 #include "plexd-apid/authz.h"
 
 #include <grp.h>
-#include <openssl/crypto.h>
 
 #include <cerrno>
 #include <vector>
@@ -24,30 +23,7 @@ bool bearerMatches(const BearerToken& token, std::string_view header) {
   return !token.empty() && token.matches(presented);
 }
 
-void wipe(std::string& s) {
-  if (s.capacity() != 0) OPENSSL_cleanse(s.data(), s.capacity());
-  s.clear();
-}
-
 }  // namespace
-
-BearerToken::BearerToken(BearerToken&& o) noexcept : v_(std::move(o.v_)) { wipe(o.v_); }
-
-BearerToken& BearerToken::operator=(BearerToken&& o) noexcept {
-  if (this != &o) {
-    wipe(v_);
-    v_ = std::move(o.v_);
-    wipe(o.v_);
-  }
-  return *this;
-}
-
-BearerToken::~BearerToken() { wipe(v_); }
-
-bool BearerToken::matches(std::string_view presented) const {
-  if (presented.size() != v_.size()) return false;
-  return CRYPTO_memcmp(presented.data(), v_.data(), v_.size()) == 0;
-}
 
 Access authorize(const AuthzPolicy& policy, const httpd::Request& request) {
   if (request.peerCred) {

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "common/http_server.h"
+#include "common/secret.h"
 
 namespace plexd::apid {
 
@@ -25,25 +26,18 @@ enum class Access {
   secrets,          // everything, secret values included
 };
 
-// The TCP listener's bearer token: wiped when destroyed, compared in
-// constant time. A plain heap string, not SecretString: mlock/munlock are not
-// in apid's seccomp allow-list, and the token is read before the lock-down
-// but destroyed after it.
+// The TCP listener's bearer token: a SecretString (pinned, wiped when
+// destroyed), compared in constant time.
 class BearerToken {
  public:
   BearerToken() = default;
   explicit BearerToken(std::string_view v) : v_(v) {}
-  BearerToken(BearerToken&& o) noexcept;
-  BearerToken& operator=(BearerToken&& o) noexcept;
-  BearerToken(const BearerToken&) = delete;
-  BearerToken& operator=(const BearerToken&) = delete;
-  ~BearerToken();
   bool empty() const { return v_.empty(); }
   // Constant time in the contents (a length mismatch returns at once).
-  bool matches(std::string_view presented) const;
+  bool matches(std::string_view presented) const { return v_.equals(presented); }
 
  private:
-  std::string v_;
+  SecretString v_;
 };
 
 struct AuthzPolicy {
