@@ -146,6 +146,9 @@ TEST_CASE("a node state with a duplicate key or an unwritable directory changes 
     CHECK(a.cache->data().count("new") == 0);
     CHECK(a.cache->digest() == "d1");
   }
+  std::vector<ipc::NodeStateEntry> bad = {{ipc::StateBucket::data, "k\xff", "1"}};
+  CHECK_FALSE(a.cache->applyNodeState(true, "d4", std::move(bad)).ok());
+  CHECK(a.cache->digest() == "d1");
   // state: null clears metadata and data.
   REQUIRE(a.cache->applyNodeState(false, "null", {}).ok());
   CHECK(a.cache->metadata().empty());
