@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "common/fd.h"
@@ -52,6 +54,10 @@ TEST_CASE("apid started as root binds its socket, drops privileges and answers /
   char tmpl[] = "/tmp/plexd-apid-XXXXXX";
   REQUIRE(mkdtemp(tmpl));
   const std::string dir = tmpl;
+  chmod(dir.c_str(), 0755);  // apid, dropped to its user, reaches its state dir here
+  // The cache and the health listener stay in the test: never the host's
+  // /var/lib/plexd/state or 127.0.0.1:9101 (shared by parallel tests).
+  std::ofstream(dir + "/apid.yaml") << "health:\n  enabled: false\n";
   const std::string sock = dir + "/api.sock";
   const std::string bin = PLEXD_BINARY_DIR "/plexd-apid/plexd-apid";
   const std::string user = plexd::test::plexdUsersExist() ? "plexd-api" : "nobody";
@@ -61,7 +67,7 @@ TEST_CASE("apid started as root binds its socket, drops privileges and answers /
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, STDOUT_FILENO);
     execl(bin.c_str(), bin.c_str(), "--listen", sock.c_str(), "--user", user.c_str(), "--config",
-          (dir + "/none.yaml").c_str(), static_cast<char*>(nullptr));
+          (dir + "/apid.yaml").c_str(), "--state-dir", (dir + "/state").c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   struct Cleanup {

@@ -132,6 +132,13 @@ bool preconditions() {
 std::vector<std::string> daemonArgs(const std::string& binary, const std::string& dir, const std::string& daemon) {
   std::vector<std::string> a = {binary, "--config", dir + "/none.yaml", "--user", expectedUser(daemon)};
   if (!plexdUsersExist()) a.push_back("--dev-user-fallback");
+  // apid's cache and health listener stay in the test: never the host's
+  // /var/lib/plexd/state or 127.0.0.1:9101 (shared by parallel tests).
+  if (daemon == "apid") {
+    std::ofstream(dir + "/apid.yaml") << "health:\n  enabled: false\n";
+    a[2] = dir + "/apid.yaml";
+    a.insert(a.end(), {"--state-dir", dir + "/apid-state"});
+  }
   return a;
 }
 

@@ -12,6 +12,10 @@ apid=${1:?usage: apid_socket_activation.sh <plexd-apid binary>}
 [[ -x $apid ]] || { echo "FAIL: $apid is not built (build target plexd-apid)"; exit 1; }
 
 work=$(mktemp -d)
+chmod 755 "$work"  # apid (--user nobody) reaches its state dir here
+# The cache and the health listener stay in the test: never the host's
+# /var/lib/plexd/state or 127.0.0.1:9101.
+printf 'health:\n  enabled: false\n' >"$work/apid.yaml"
 pid=""
 cleanup() {
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
@@ -36,7 +40,7 @@ sock=$work/api.sock
 # Run as root (ctest here), apid drops to --user nobody: the plexd users need
 # not exist on a build machine.
 systemd-socket-activate --listen="$sock" --fdname=api \
-  "$apid" --user nobody >"$work/apid.log" 2>&1 &
+  "$apid" --user nobody --config "$work/apid.yaml" --state-dir "$work/state" >"$work/apid.log" 2>&1 &
 pid=$!
 
 for _ in $(seq 100); do
