@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -76,9 +78,15 @@ RunResult run(const std::vector<std::string>& argv, const std::string& input = "
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  char path[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-  char lang[] = "LANG=C.UTF-8";
-  char* env[] = {path, lang, nullptr};
+  // A clean environment, except the sanitizer settings of the run (the
+  // project's UBSan suppressions, as plexd-supervisor passes them on).
+  std::vector<std::string> envText = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"};
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"})
+    if (const char* v = std::getenv(name)) envText.push_back(std::string(name) + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : envText) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char** env = envp.data();
 
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
