@@ -442,6 +442,10 @@ policy:
   # No policy from the emulator yet means "allow" here, so the ping matrix
   # works out of the box; the product default is deny.
   on_null: allow
+node_api:
+  # One node API socket per node (plexdctl --socket $d/api.sock ...), not the
+  # host's /run/plexd/api.sock, which the nodes would take from each other.
+  socket_path: $d/api.sock
 EOF
   chmod 0644 "$d/config.yaml"
   listen_ready "$d/notify.sock" 45 "$d/ready"
@@ -641,6 +645,7 @@ hint "a shell in node $a" "ip netns exec ${node_ns[$a]} bash"
 hint "its WireGuard" "ip netns exec ${node_ns[$a]} wg show ${node_ifname[$a]}"
 hint "ping over the mesh" "ip netns exec ${node_ns[$a]} ping ${node_mesh[$b]}"
 hint "its suite and ctld's state" "$(rel "$ctl_bin") suite --control-socket $work/node-$a/supervisor.sock"
+hint "its node API (status, peers)" "$(rel "$ctl_bin") --socket $work/node-$a/api.sock status"
 hint "its daemons' log" "tail -f $work/node-$a/supervisor.log"
 hint "the control plane (emulator)" "E=\"$E\""
 hint "" "\$E status; \$E node list; \$E events"
