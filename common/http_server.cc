@@ -618,15 +618,27 @@ size_t HttpServer::openStreams() const {
   return n;
 }
 
+unsigned HttpServer::connectionCount() const {
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return info == nullptr ? 0U : info->num_connections;
+}
+
 void HttpServer::runMhd() {
   if (daemon_ == nullptr) return;
+  const unsigned before = connectionCount();
   MHD_run(daemon_);
+  // At the connection limit libmicrohttpd takes the listening socket out of
+  // its epoll set, and puts it back only at the start of its next run. When
+  // this run closed connections, nothing would wake us for that next run: a
+  // full server would never accept again. Run again at once.
+  const bool closedSome = connectionCount() < before;
   std::erase_if(streams_, [](const std::weak_ptr<ResponseStream>& w) { return w.expired(); });
   std::erase_if(asyncs_, [](const std::weak_ptr<AsyncSlot>& w) {
     auto s = w.lock();
     return !s || s->gone;
   });
   rearmTimeout();
+  if (closedSome) scheduleRun();
 }
 
 void HttpServer::stopAccepting() {

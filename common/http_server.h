@@ -256,6 +256,7 @@ class HttpServer {
   HttpServer() = default;
   void runMhd();
   void scheduleRun();
+  unsigned connectionCount() const;
   void rearmTimeout();
 
   sd_event* loop_ = nullptr;

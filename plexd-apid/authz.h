@@ -48,11 +48,22 @@ struct AuthzPolicy {
 
 Access authorize(const AuthzPolicy& policy, const httpd::Request& request);
 
+// Requests a browser could have sent on a web page's behalf (GOALS A3: DNS
+// rebinding and cross-site requests against a local API). Refused on every
+// listener, before authentication: any Origin or Referer header, and a Host
+// that is a DNS name other than "localhost" (an IP literal, with or without a
+// port, cannot be rebound; no Host at all is HTTP/1.0 and allowed). Returns
+// the error message, or nullopt if the request may go on.
+std::optional<std::string_view> browserRefusal(const httpd::Request& request);
+
 // The gid of a group, or nullopt if there is no such group (or NSS failed).
 std::optional<gid_t> lookupGroup(const std::string& name);
 
 inline constexpr std::string_view kUnauthorized = "unauthorized";
 inline constexpr std::string_view kForbidden = "forbidden: insufficient privileges";
+inline constexpr std::string_view kForbiddenBrowser =
+    "forbidden: requests with an Origin or Referer header are not accepted";
+inline constexpr std::string_view kForbiddenHost = "forbidden: Host must be localhost or an IP address";
 inline constexpr std::string_view kForbiddenSecrets = "forbidden: insufficient privileges for secret access";
 
 }  // namespace plexd::apid

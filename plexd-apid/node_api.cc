@@ -115,8 +115,12 @@ NodeApi::NodeApi(StateCache& cache, CtldClient& ctld, ReportSync& reports, Clock
   addAsync(r, "GET", "/v1/peers", Need::standard, &NodeApi::peers);
   addAsync(r, "GET", "/metrics", Need::standard, &NodeApi::metrics);
 
-  auto healthz = [](const Request&) { return ok("{\"status\":\"ok\"}\n"); };
-  auto readyz = [this](const Request&) {
+  auto healthz = [](const Request& req) {
+    if (auto browser = browserRefusal(req)) return errorResponse(403, *browser);
+    return ok("{\"status\":\"ok\"}\n");
+  };
+  auto readyz = [this](const Request& req) {
+    if (auto browser = browserRefusal(req)) return errorResponse(403, *browser);
     if (ready()) return ok("{\"status\":\"ready\"}\n");
     return errorResponse(503, "not ready: plexd-ctld has not connected yet");
   };
@@ -140,6 +144,11 @@ httpd::ServerOptions NodeApi::serverOptions() {
 httpd::ErrorResponder NodeApi::errorResponder() {
   return [this](int status, std::string_view detail, const Request& req) {
     Response resp;
+    if (auto browser = browserRefusal(req)) {
+      resp = errorResponse(403, *browser);
+      counters_.count(resp.status);
+      return resp;
+    }
     switch (authorize(authz_, req)) {
       case Access::unauthenticated: resp = errorResponse(401, kUnauthorized); break;
       case Access::denied: resp = errorResponse(403, kForbidden); break;
@@ -151,10 +160,14 @@ httpd::ErrorResponder NodeApi::errorResponder() {
 }
 
 httpd::ErrorResponder NodeApi::healthErrorResponder() {
-  return [](int status, std::string_view detail, const Request&) { return errorResponse(status, detail); };
+  return [](int status, std::string_view detail, const Request& req) {
+    if (auto browser = browserRefusal(req)) return errorResponse(403, *browser);
+    return errorResponse(status, detail);
+  };
 }
 
 std::optional<Response> NodeApi::refuse(Need need, const Request& req) const {
+  if (auto browser = browserRefusal(req)) return errorResponse(403, *browser);
   if (need == Need::none) return std::nullopt;
   switch (authorize(authz_, req)) {
     case Access::unauthenticated: return errorResponse(401, kUnauthorized);

@@ -50,9 +50,9 @@ class NodeApi {
   const ApiCounters& counters() const { return counters_; }
 
   static constexpr size_t kMaxBody = 16 * 1024;
-  static constexpr size_t kMaxHeaderBytes = 16 * 1024;
+  static constexpr size_t kMaxHeaderBytes = 8 * 1024;
   static constexpr unsigned kMaxConnections = 64;
-  static constexpr std::chrono::seconds kIdleTimeout{30};
+  static constexpr std::chrono::seconds kIdleTimeout{10};
 
  private:
   enum class Need { none, standard, secrets };

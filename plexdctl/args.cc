@@ -18,6 +18,7 @@ enum Opt : unsigned {
   kOptIfMatch = 1u << 1,
   kOptVersion = 1u << 2,
   kOptControlSocket = 1u << 3,
+  kOptConfig = 1u << 4,
 };
 
 struct CommandSpec {
@@ -57,6 +58,12 @@ constexpr CommandSpec kCommands[] = {
     {Command::suite, "suite", "", 0, kOptControlSocket, " [--control-socket PATH]",
      "the supervisor's view of its daemons (root)",
      "  --control-socket PATH   the supervisor's control socket (default /run/plexd/supervisor.sock)\n"},
+    {Command::config, "config", "", 0, kOptConfig, " [--config PATH]",
+     "the effective configuration, defaults filled in, secrets redacted",
+     "  Reads the file the daemons read (--config, else $PLEXD_CONFIG, else\n"
+     "  /etc/plexd/config.yaml) with PLEXD_* environment overrides applied, and\n"
+     "  prints every key in the canonical form. Exits 2 if the file is invalid.\n"
+     "  --config PATH      that file instead\n"},
 };
 
 constexpr std::string_view kGlobalOptions =
@@ -99,6 +106,7 @@ struct OptionSpec {
 constexpr OptionSpec kOptionSpecs[] = {
     {"--socket", true},       {"--json", false},    {"--timeout", true}, {"--help", false},          {"-h", false},
     {"--content-type", true}, {"--if-match", true}, {"--version", true}, {"--control-socket", true},
+    {"--config", true},
 };
 
 const OptionSpec* findOption(std::string_view name) {
@@ -358,6 +366,10 @@ ParseOutcome parseArgs(const std::vector<std::string>& args, const char* envSock
       }
       if (value.empty()) return commandUsageError("--control-socket needs a path", *spec);
       inv.controlSocket = value;
+    } else if (name == "--config") {
+      if (!(spec->options & kOptConfig)) return commandUsageError(name + " does not apply here", *spec);
+      if (value.empty()) return commandUsageError("--config needs a path", *spec);
+      inv.configFile = value;
     }
   }
 

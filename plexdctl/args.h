@@ -36,6 +36,7 @@ enum class Command {
   doctor,
   version,
   suite,
+  config,
 };
 
 inline constexpr const char* kDefaultSocket = "/run/plexd/api.sock";
@@ -57,6 +58,7 @@ struct Invocation {
   std::optional<uint64_t> ifMatch;              // report put / delete
   std::optional<uint64_t> version;              // secret get
   std::string controlSocket = kDefaultControlSocket;  // suite
+  std::string configFile;  // config: "" = $PLEXD_CONFIG, else /etc/plexd/config.yaml
 };
 
 struct ParseOutcome {

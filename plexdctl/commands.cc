@@ -281,6 +281,8 @@ int runCommand(const Invocation& inv, ApiClient& client, Io& io) {
       return runVersion(inv, io);
     case Command::suite:
       return runSuite(inv, io);
+    case Command::config:
+      return runConfig(inv, processEnvironment(), io);
   }
   return kExitUsage;
 }
@@ -291,6 +293,20 @@ int runVersion(const Invocation& inv, Io& io) {
   } else {
     io.out(std::string("plexdctl ") + PLEXD_PROJECT_VERSION + "\n");
   }
+  return kExitOk;
+}
+
+int runConfig(const Invocation& inv, const Environment& env, Io& io) {
+  const std::string path = configPath(inv.configFile, env);
+  auto config = loadConfig(path, env);
+  if (!config) {
+    fail(io, config.error().text());
+    return kExitUsage;
+  }
+  if (!config->fileFound) {
+    io.err("plexdctl: " + path + " does not exist: showing the defaults (with any PLEXD_* overrides)\n");
+  }
+  io.out(dumpConfig(*config));
   return kExitOk;
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/result.h"
 #include "plexdctl/args.h"
 #include "plexdctl/client.h"
@@ -27,12 +28,15 @@ struct Io {
 // server's body limit is 16 KiB; its payload limit 4096 bytes compact).
 inline constexpr size_t kMaxPayloadBytes = 64 * 1024;
 
-// Runs every command but `version` and `suite` (which need no node API).
+// Runs every command (`version`, `suite` and `config` need no node API).
 int runCommand(const Invocation& inv, ApiClient& client, Io& io);
 // plexdctl version.
 int runVersion(const Invocation& inv, Io& io);
 // plexdctl suite: asks the supervisor's control socket (plexd-supervisor/control.h).
 int runSuite(const Invocation& inv, Io& io);
+// plexdctl config: the effective configuration (common/config.h dumpConfig)
+// of the file the daemons would read, with env's PLEXD_* overrides.
+int runConfig(const Invocation& inv, const Environment& env, Io& io);
 
 // The exit code for an HTTP status (2xx → 0).
 int exitCodeForStatus(long status);

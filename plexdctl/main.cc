@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
     rc = runVersion(inv, io);
   } else if (inv.command == Command::suite) {
     rc = runSuite(inv, io);
+  } else if (inv.command == Command::config) {
+    rc = runConfig(inv, plexd::processEnvironment(), io);
   } else {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
       write(stderr, "plexdctl: cannot initialise libcurl\n");

@@ -279,7 +279,7 @@ TEST_CASE("systemd launch: apid serves the node API and the ctld channel from it
   // The api socket went to the HTTP side, not to the channel side.
   UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  const std::string req = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string req = "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
   REQUIRE(send(client.get(), req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
   pollfd p{client.get(), POLLIN, 0};
   REQUIRE(poll(&p, 1, 10'000) == 1);

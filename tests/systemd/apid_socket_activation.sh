@@ -39,7 +39,10 @@ sock=$work/api.sock
 # systemd starts plexd-apid.service; the PID stays the same across the exec.
 # Run as root (ctest here), apid drops to --user nobody: the plexd users need
 # not exist on a build machine.
-systemd-socket-activate --listen="$sock" --fdname=api \
+# The health listener arrives the same way (plexd-apid-health.socket, named
+# "health"); a Unix socket here keeps the test off the host's TCP ports.
+health=$work/health.sock
+systemd-socket-activate --listen="$sock" --listen="$health" --fdname=api:health \
   "$apid" --user nobody --config "$work/apid.yaml" --state-dir "$work/state" >"$work/apid.log" 2>&1 &
 pid=$!
 
@@ -62,5 +65,12 @@ for n in 1 2; do
   [[ $code == 200 ]] || fail "GET /v1/health (request $n) returned HTTP $code: $body"
   [[ $body == *'"status":"ok"'* ]] || fail "GET /v1/health (request $n) body is not a health report: $body"
 done
+# The probe listener was handed over too and serves /healthz, not the API.
+probe=$(curl --silent --show-error --max-time 20 --unix-socket "$health" \
+  --write-out '\n%{http_code}' http://localhost/healthz) || fail "GET /healthz over the activated health socket failed"
+[[ ${probe##*$'\n'} == 200 && $probe == *'"status":"ok"'* ]] || fail "GET /healthz returned: $probe"
+other=$(curl --silent --max-time 20 --unix-socket "$health" --output /dev/null --write-out '%{http_code}' \
+  http://localhost/v1/state) || fail "GET /v1/state over the health socket failed"
+[[ $other == 404 ]] || fail "the health socket served an API route: HTTP $other"
 kill -0 "$pid" 2>/dev/null || fail "apid exited after answering"
 echo "ok: socket-activated apid answered GET /v1/health: HTTP $code $body"

@@ -39,6 +39,10 @@ TEST_CASE("plexdctl args: each command parses") {
   CHECK(ok({"version"}).command == Command::version);
   CHECK(ok({"--version"}).command == Command::version);
   CHECK(ok({"suite"}).command == Command::suite);
+  CHECK(ok({"config"}).command == Command::config);
+  CHECK(ok({"config"}).configFile.empty());
+  CHECK(ok({"config", "--config", "/srv/plexd.yaml"}).configFile == "/srv/plexd.yaml");
+  CHECK(ok({"--config=/srv/plexd.yaml", "config"}).configFile == "/srv/plexd.yaml");
 
   auto sg = ok({"state", "get", "region"});
   CHECK(sg.command == Command::stateGet);
@@ -131,6 +135,8 @@ TEST_CASE("plexdctl args: malformed command lines are usage errors") {
   CHECK(usageError({}).find("no command") != std::string::npos);
   CHECK(usageError({"frobnicate"}).find("unknown command 'frobnicate'") != std::string::npos);
   CHECK(usageError({"status", "--frob"}).find("unknown option --frob") != std::string::npos);
+  CHECK(usageError({"status", "--config", "/x"}).find("--config does not apply here") != std::string::npos);
+  CHECK(usageError({"config", "--config="}).find("--config needs a path") != std::string::npos);
   CHECK(usageError({"-x", "status"}).find("unknown option -x") != std::string::npos);
   CHECK(usageError({"status", "extra"}).find("unexpected argument 'extra'") != std::string::npos);
   CHECK(usageError({"state", "get"}).find("needs KEY") != std::string::npos);

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 
 #include "common/json.h"
 #include "common/time_format.h"
@@ -382,4 +384,47 @@ TEST_CASE("plexdctl commands: version") {
   CapturedIo j;
   CHECK(runVersion(v, j.io) == 0);
   CHECK(json::parse(j.out).ok());
+}
+
+TEST_CASE("plexdctl commands: config prints the effective configuration, secrets redacted") {
+  char dir[] = "/tmp/plexdctl-config-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string file = std::string(dir) + "/config.yaml";
+  {
+    std::ofstream f(file);
+    f << "api:\n  base_url: https://cp.example\nregistration:\n  token_value: plxd-very-secret-token\n"
+         "log_level: debug\n";
+  }
+  Invocation i = inv(Command::config);
+  i.configFile = file;
+
+  CapturedIo c;
+  const int rc = runConfig(i, {{"PLEXD_LOG_LEVEL", "warning"}}, c.io);
+  INFO(c.err);
+  REQUIRE(rc == kExitOk);
+  CHECK(c.out.find("base_url: \"https://cp.example\"") != std::string::npos);
+  CHECK(c.out.find("<redacted>") != std::string::npos);
+  CHECK(c.out.find("plxd-very-secret-token") == std::string::npos);
+  CHECK(c.out.find("log_level: warning") != std::string::npos);  // the environment wins, as in the daemons
+  CHECK(c.out.find("socket_path:") != std::string::npos);          // defaults filled in
+  // What it prints is a configuration the daemons accept, meaning the same.
+  auto again = parseConfig(c.out, "dump", {});
+  INFO((again.ok() ? std::string() : again.error().text()));
+  REQUIRE(again.ok());
+  CHECK(again->logLevel == log::Level::warning);
+
+  // Invalid file: the daemons' error, exit 2, nothing on stdout.
+  { std::ofstream(file) << "api:\n  base_url: 42 nonsense\n  bogus_key: 1\n"; }
+  CapturedIo bad;
+  CHECK(runConfig(i, {}, bad.io) == kExitUsage);
+  CHECK(bad.out.empty());
+  CHECK(bad.err.find(file) != std::string::npos);
+
+  // No file: the defaults, with a note on stderr.
+  i.configFile = std::string(dir) + "/missing.yaml";
+  CapturedIo none;
+  CHECK(runConfig(i, {}, none.io) == kExitOk);
+  CHECK(none.err.find("does not exist") != std::string::npos);
+  CHECK(none.out.find("socket_path:") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
