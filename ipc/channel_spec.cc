@@ -7,6 +7,7 @@
 #include "ipc/ctld_apid.h"
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
+#include "ipc/ctld_netd_nat.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::ipc {
@@ -96,6 +97,8 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
     s.permissions.push_back(permit<FwStatusRequest>({Peer::ctld}));
     s.permissions.push_back(permit<FwStatusReply>({Peer::netd}));
     s.permissions.push_back(permit<FwEvent>({Peer::netd}));
+    s.permissions.push_back(permit<StunSend>({Peer::ctld}));
+    s.permissions.push_back(permit<StunReceived>({Peer::netd}));
   }
   return s;
 }

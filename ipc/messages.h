@@ -68,7 +68,9 @@ enum class MsgType : uint16_t {
   fw_status_request = 80,
   fw_status_reply = 81,
   fw_event = 82,
-  // 83..95 reserved for ctld <-> netd NAT traversal (STUN on the WireGuard port)
+  // ctld <-> netd NAT traversal, ipc/ctld_netd_nat.h (83..95)
+  stun_send = 83,
+  stun_received = 84,
   // ctld <-> apid, ipc/ctld_apid.h
   node_state_header = 96,
   node_state_ack = 97,

@@ -12,9 +12,11 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "ipc/ctld_netd_nat.h"
 #include "plexd-netd/route/link_monitor.h"
 #include "plexd-netd/route/mesh_interface.h"
 #include "plexd-netd/route/rtnl.h"
+#include "plexd-netd/nat/stun_port.h"
 #include "plexd-netd/nft/firewall.h"
 #include "plexd-netd/service/fw_service.h"
 #include "plexd-netd/service/netd_service.h"
@@ -162,12 +164,43 @@ int main(int argc, char** argv) {
   auto plinks = supervisor::PeerLinks::create(**daemon, ipc::Peer::netd, supervisor::peerLinksOptions(*config, *args));
   if (!plinks) return startupFailed("peer channels", plinks.error());
   supervisor::PeerLinks* pl = plinks->get();
+
+  // 8. STUN from the WireGuard port (nat.enabled): ctld's Binding requests go
+  //    out with the listen port as source, the answers go back up to ctld.
+  std::unique_ptr<StunPort> stun;
+  if (config->nat.enabled) {
+    auto p = StunPort::open(loop, so.listenPort, [pl](const SockAddr& from, const SockAddr& local,
+                                                      std::span<const uint8_t> bytes) {
+      ipc::Channel* ch = pl->peer(ipc::Peer::ctld);
+      if (ch == nullptr || !ch->ready()) return;
+      ipc::StunReceived m;
+      m.from = from;
+      m.local = local;
+      m.datagram.assign(bytes.begin(), bytes.end());
+      (void)ch->send(m);
+    });
+    if (p) {
+      stun = std::move(*p);
+    } else {
+      // Not fatal: the mesh works without NAT discovery (peers learn our
+      // endpoint from our handshakes); ctld sees its requests go unanswered.
+      log::error("NAT discovery unavailable: cannot send STUN from the WireGuard port", {{"error", p.error().text()}});
+    }
+  }
+  StunPort* stunPort = stun.get();
   svc.setCtldChannel([pl] { return pl->peer(ipc::Peer::ctld); });
   fwsvc.setCtldChannel([pl] { return pl->peer(ipc::Peer::ctld); });
-  pl->onPeerChannel([&svc, &fwsvc](ipc::Peer peer, ipc::Channel& ch) {
+  pl->onPeerChannel([&svc, &fwsvc, stunPort](ipc::Peer peer, ipc::Channel& ch) {
     if (peer != ipc::Peer::ctld) return;
     svc.attach(ch);
     fwsvc.attach(ch);
+    // A stun_send that is not a Binding request to a unicast address never
+    // gets here: its validate() fails and the channel is closed.
+    ch.handle<ipc::StunSend>([stunPort](ipc::StunSend&& m, UniqueFd, ipc::Reply) {
+      if (stunPort == nullptr) return;
+      if (auto st = stunPort->send(m.to, m.datagram); !st)
+        log::debug("STUN request not sent", {{"to", m.to.str()}, {"error", st.error().text()}});
+    });
   });
   (*daemon)->ready(statusLine());
   int rc = (*daemon)->run();

@@ -11,6 +11,7 @@
 #include "ipc/channel_spec.h"
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
+#include "ipc/ctld_netd_nat.h"
 #include "ipc/frame.h"
 #include "ipc/transaction.h"
 #include "tests/unit/ipc/test_messages.h"
@@ -46,6 +47,8 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
     case MsgType::tx_chunk: (void)tx.chunk(*decodePayload<TxChunk>(f.payload)); break;
     case MsgType::tx_commit: (void)tx.commit(*decodePayload<TxCommit>(f.payload)); break;
     case MsgType::tx_abort: (void)tx.abort(*decodePayload<TxAbort>(f.payload)); break;
+    case MsgType::stun_send: (void)decodePayload<StunSend>(f.payload); break;
+    case MsgType::stun_received: (void)decodePayload<StunReceived>(f.payload); break;
     default: break;
   }
 }

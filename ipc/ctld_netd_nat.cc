@@ -1,0 +1,44 @@
+#include "ipc/ctld_netd_nat.h"
+
+namespace plexd::ipc {
+
+bool isStunDatagram(std::span<const uint8_t> d) {
+  if (d.size() < 20) return false;
+  if ((d[0] & 0xC0) != 0) return false;
+  if (d[4] != 0x21 || d[5] != 0x12 || d[6] != 0xA4 || d[7] != 0x42) return false;
+  const size_t length = (size_t{d[2]} << 8) | d[3];
+  return length % 4 == 0 && length == d.size() - 20;
+}
+
+bool isStunBindingRequest(std::span<const uint8_t> d) { return isStunDatagram(d) && d[0] == 0x00 && d[1] == 0x01; }
+
+Status validateStunDestination(const SockAddr& to) {
+  if (auto st = to.validate(); !st) return st;
+  if (to.family != 4 && to.family != 6) return Error("no destination address");
+  if (to.family == 4) {
+    const auto& a = to.addr;
+    if (a[0] == 0) return Error("destination " + to.str() + " is not a unicast address");
+    if (a[0] >= 224) return Error("destination " + to.str() + " is multicast or reserved");
+  } else {
+    bool zero = true;
+    for (uint8_t b : to.addr) zero = zero && b == 0;
+    if (zero) return Error("destination " + to.str() + " is the unspecified address");
+    if (to.addr[0] == 0xff) return Error("destination " + to.str() + " is multicast");
+  }
+  return {};
+}
+
+Status StunSend::validate() const {
+  if (auto st = validateStunDestination(to); !st) return st;
+  if (!isStunBindingRequest(datagram)) return Error("datagram is not a STUN Binding request");
+  return {};
+}
+
+Status StunReceived::validate() const {
+  if (auto st = from.validate(); !st || from.empty()) return st ? Error("no source address") : st;
+  if (auto st = local.validate(); !st) return st;
+  if (!isStunDatagram(datagram)) return Error("datagram is not a STUN message");
+  return {};
+}
+
+}  // namespace plexd::ipc
