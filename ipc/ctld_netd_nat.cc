@@ -30,6 +30,7 @@ Status validateStunDestination(const SockAddr& to) {
 
 Status StunSend::validate() const {
   if (auto st = validateStunDestination(to); !st) return st;
+  if (datagram.size() > kMaxStunRequestBytes) return Error("datagram larger than a STUN request may be");
   if (!isStunBindingRequest(datagram)) return Error("datagram is not a STUN Binding request");
   return {};
 }
@@ -37,6 +38,7 @@ Status StunSend::validate() const {
 Status StunReceived::validate() const {
   if (auto st = from.validate(); !st || from.empty()) return st ? Error("no source address") : st;
   if (auto st = local.validate(); !st) return st;
+  if (datagram.size() > kMaxStunDatagramBytes) return Error("datagram too large");
   if (!isStunDatagram(datagram)) return Error("datagram is not a STUN message");
   return {};
 }

@@ -16,7 +16,7 @@ packages=(
   catch2
   # tests: real parts
   systemd iproute2 nftables wireguard-tools wireguard-go curl procps psmisc
-  iputils-ping python3
+  iputils-ping python3 coturn conntrack tcpdump
   # benchmarks
   iperf3
 )

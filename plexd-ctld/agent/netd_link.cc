@@ -44,12 +44,25 @@ void NetdLink::attach(ipc::Channel& ch) {
     log::notice("netd reports a WireGuard device event", {{"detail", ev.detail}});
     requestReport();
   });
+  ch.handle<ipc::StunReceived>([this](ipc::StunReceived&& m, UniqueFd, ipc::Reply) {
+    if (stunHandler_) stunHandler_(m.from, m.local, m.datagram);
+  });
   // Requests queue behind our hello, so they can go out before the handshake completes.
   if (!keyWaiters_.empty()) sendKeyRequest();
   auto waiting = std::move(whenConnected_);
   whenConnected_.clear();
   for (auto& call : waiting) call();
   pushFromLastApplied();
+}
+
+Status NetdLink::sendStun(const SockAddr& to, std::span<const uint8_t> datagram) {
+  if (channel_ == nullptr) return Error("plexd-netd is not connected");
+  ipc::StunSend m;
+  m.to = to;
+  m.datagram.assign(datagram.begin(), datagram.end());
+  // Checked here too: an invalid one would make netd close the channel.
+  if (auto st = m.validate(); !st) return st;
+  return channel_->send(m);
 }
 
 void NetdLink::detach() {

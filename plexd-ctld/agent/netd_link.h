@@ -27,12 +27,14 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/netaddr.h"
 #include "ipc/channel.h"
 #include "ipc/ctld_netd.h"
+#include "ipc/ctld_netd_nat.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/reconcile/reconciler.h"
 
@@ -86,6 +88,12 @@ class NetdLink {
   // periodically and after every full set. Ignored while a report is pending.
   void requestReport();
   ipc::Channel* channel() { return channel_; }
+
+  // STUN from the WireGuard port (ipc/ctld_netd_nat.h): netd sends the
+  // request; answers arrive through onStun. Fails while netd is not connected.
+  using StunHandler = std::function<void(const SockAddr& from, const SockAddr& local, std::span<const uint8_t>)>;
+  Status sendStun(const SockAddr& to, std::span<const uint8_t> datagram);
+  void onStun(StunHandler handler) { stunHandler_ = std::move(handler); }
 
   // Per-peer stats from netd's device read (wg_status_request with stats,
   // paged in public-key order), up to and including the key `last` (every
@@ -146,6 +154,7 @@ class NetdLink {
 
   NetdLinkOptions options_;
   std::function<const NodeStateSnapshot*()> lastApplied_;
+  StunHandler stunHandler_;
   ipc::Channel* channel_ = nullptr;
   uint64_t generation_ = 0;  // bumped per channel: late callbacks of an old one are ignored
   std::optional<IpPrefix> meshIp_;
