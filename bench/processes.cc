@@ -154,7 +154,8 @@ CtldProcess::CtldProcess(const std::string& binary, const std::string& workDir, 
       << "  resource_handle: bench-" << std::filesystem::path(dir_).filename().string() << "\n"
       << "  token_file: " << tokenFile << "\n"
       << "reconcile:\n"
-      << "  interval: " << settings.reconcileInterval << "\n";
+      << "  interval: " << settings.reconcileInterval << "\n"
+      << "nat:\n  enabled: false\n";  // no STUN to public servers from a benchmark
   cfg.close();
   // ctld owns its data directory and deletes the consumed token file.
   for (const std::string& p : {dir_, dir_ + "/data", tokenFile}) {

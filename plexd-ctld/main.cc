@@ -104,11 +104,12 @@ int main(int argc, char** argv) {
   // The node API (plexd-ctld/apid): status, secrets, reports, peers, policy
   // and the node-state push on every apid channel; services set below.
   ctld::ApidLink apid([&statusNow] { return statusNow(); });
-  (*links)->onPeerChannel([&apid, &netd, &policy, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
+  (*links)->onPeerChannel([&apid, &netd, &policy, &agentPtr, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
     if (peer == ipc::Peer::apid) apid.attach(ch);
     if (peer == ipc::Peer::netd) {
       if (policyEnabled) policy.attach(ch);
       netd.attach(ch);
+      if (agentPtr) agentPtr->stunPathUp();  // a cycle that found netd away failed: look again now
     }
   });
   (*links)->onPeerClosed([&apid, &netd, &policy](ipc::Peer peer, std::uint32_t, const Error&) {
@@ -164,6 +165,10 @@ int main(int argc, char** argv) {
     if (policyEnabled) agent.addApplier(policy.applier());
     agent.addApplier(netd.applier());
     agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
+    agent.setStunTransport(netd.stunTransport());  // NAT discovery (§10): STUN from the WireGuard port
+    netd.onStun([&agent](const SockAddr& from, const SockAddr& local, std::span<const uint8_t> bytes) {
+      agent.stunDatagram(from, local, bytes);
+    });
   }
   agent.onIdentity([&netd, &secrets, &reports](const ctld::Identity& id) {
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)

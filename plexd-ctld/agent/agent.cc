@@ -70,6 +70,13 @@ AgentOptions agentOptionsFromConfig(const Config& config, EnvLookup env) {
   o.reconcile.interval = ms(config.reconcileInterval);
   o.reconcile.fetchTimeout = ms(config.api.requestTimeout);
   o.reconcile.snapshotPath = o.stateDir + "/last_applied_snapshot.json";
+  o.natEnabled = config.nat.enabled;
+  o.natDiscovery.servers = config.nat.stunServers;
+  o.natDiscovery.timeout = ms(config.nat.timeout);
+  o.natDiscovery.refreshInterval = ms(config.nat.refreshInterval);
+  o.endpointReport.refreshInterval = ms(config.nat.refreshInterval);
+  o.endpointReport.minReportInterval = ms(config.nat.minReportInterval);
+  o.endpointReport.requestTimeout = ms(config.api.requestTimeout);
   return o;
 }
 
@@ -311,6 +318,7 @@ Status Agent::run(const Identity& identity) {
   if (auto st = reconciler_->start(); !st) return st;
   if (auto st = stream_->start(); !st) return st;
   if (auto st = heartbeat_->start(); !st) return st;
+  if (auto st = startNat(); !st) return st;
   auto retry = event::addTimer(loop_, CLOCK_MONOTONIC, 0, [this] {
     if (stream_ && stream_->state() == StreamState::stopped) {
       log::info("retrying the event stream after the authentication hold-off");
@@ -323,6 +331,47 @@ Status Agent::run(const Identity& identity) {
   log::info("control-plane client running", {{"node_id", identity.nodeId}});
   if (onIdentity_) onIdentity_(identity);
   return {};
+}
+
+Status Agent::startNat() {
+  if (!options_.natEnabled || stun_ == nullptr || natDiscovery_) return {};
+  if (options_.natDiscovery.servers.empty()) {
+    log::warning("nat.enabled but no nat.stun_servers: no NAT discovery");
+    return {};
+  }
+  nat::EndpointReporterCallbacks rc;
+  rc.requestDiscovery = [this] {
+    if (natDiscovery_) natDiscovery_->runNow();
+  };
+  rc.onUnauthorized = [this](const Problem& p) { unauthorized("endpoint", p); };
+  endpointReporter_ =
+      std::make_unique<nat::EndpointReporter>(loop_, *cp_, systemClock(), options_.endpointReport, std::move(rc));
+  auto onResult = [this](const nat::NatResult& r) {
+    // §9: nat_summary once discovery succeeded, whatever the endpoint report does.
+    if (auto st = heartbeat_->setNatSummary(r.endpoint.str(), nat::natClassName(r.nat)); !st)
+      log::warning("cannot put the NAT result into the heartbeat", {{"error", st.error().text()}});
+    endpointReporter_->onDiscovered(r);
+  };
+  auto onFailure = [](const Error& e) {
+    log::warning("NAT discovery failed; keeping the last endpoint", {{"error", e.text()}});
+  };
+  natDiscovery_ = std::make_unique<nat::NatDiscovery>(loop_, systemClock(), *stun_, options_.natDiscovery,
+                                                      std::move(onResult), std::move(onFailure));
+  cp_->onReachable([this] {
+    if (endpointReporter_) endpointReporter_->controlPlaneReachable();
+  });
+  if (auto st = endpointReporter_->start(); !st) return st;
+  return natDiscovery_->start();
+}
+
+void Agent::stunDatagram(const SockAddr& from, const SockAddr& local, std::span<const uint8_t> payload) {
+  if (!natDiscovery_) return;
+  if (!local.empty()) natDiscovery_->setLocalAddress(local);
+  natDiscovery_->onDatagram(from, payload);
+}
+
+void Agent::stunPathUp() {
+  if (natDiscovery_) natDiscovery_->runNow();
 }
 
 void Agent::switchCredential(const Identity& identity) {
@@ -341,6 +390,7 @@ void Agent::switchCredential(const Identity& identity) {
   stream_->restart();
   reconciler_->credentialsChanged();
   heartbeat_->credentialsChanged();
+  if (endpointReporter_) endpointReporter_->credentialsChanged();
   if (onIdentity_) onIdentity_(identity);
 }
 
@@ -428,6 +478,8 @@ AgentStatus Agent::status() const {
     s.stream = stream_->status();
     later(s.stream->lastConnectAt);
   }
+  if (natDiscovery_) s.nat = natDiscovery_->stats();
+  if (endpointReporter_) s.endpoint = endpointReporter_->status();
   if (heartbeat_) {
     s.heartbeat = heartbeat_->status();
     later(s.heartbeat->lastAcceptedAt);

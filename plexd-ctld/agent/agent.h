@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "common/clock.h"
@@ -35,6 +36,8 @@
 #include "common/event.h"
 #include "common/http_client.h"
 #include "common/random.h"
+#include "plexd-ctld/nat/discovery.h"
+#include "plexd-ctld/nat/endpoint_report.h"
 #include "plexd-ctld/agent/key_rotation.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/cp/cp_client.h"
@@ -66,6 +69,8 @@ struct AgentStatus {
   std::optional<HeartbeatStatus> heartbeat;
   std::optional<KeyRotationStatus> keyRotation;
   std::optional<RotationReceipt> lastRotation;  // from identity.json
+  std::optional<nat::NatDiscoveryStats> nat;             // nat.enabled and netd there
+  std::optional<nat::EndpointReporterStatus> endpoint;
 };
 
 struct AgentOptions {
@@ -77,6 +82,9 @@ struct AgentOptions {
   std::optional<BackoffPolicy> registrationBackoff;  // tests
   std::chrono::seconds unauthorizedRetry{60};        // §4.3 hold-off before the stream retries
   KeyRotationOptions keyRotation;
+  bool natEnabled = false;  // nat.enabled: STUN discovery + PUT /endpoint (needs a StunTransport)
+  nat::NatDiscoveryOptions natDiscovery;
+  nat::EndpointReporterOptions endpointReport;
 };
 
 // Agent options from the configuration (intervals, timeouts, state dir).
@@ -103,6 +111,13 @@ class Agent {
   // Who holds the mesh private key for a rotation (§19.1): netd. Without one
   // (standalone ctld) a rotation request only triggers a pull. Before start().
   void setKeyRotator(MeshKeyRotator& rotator) { rotator_ = &rotator; }
+  // Who sends STUN from the WireGuard port (PROTOCOL.md §10.1): netd. Without
+  // one there is no NAT discovery. Before start().
+  void setStunTransport(nat::StunTransport& transport) { stun_ = &transport; }
+  // A STUN datagram netd received on the WireGuard port.
+  void stunDatagram(const SockAddr& from, const SockAddr& local, std::span<const uint8_t> payload);
+  // netd (re)connected: discover now instead of waiting for the next cycle.
+  void stunPathUp();
   // Called once the node has an identity and the reconciler runs (start or
   // registration), and again after a re-registration.
   void onIdentity(std::function<void(const Identity&)> cb) { onIdentity_ = std::move(cb); }
@@ -126,6 +141,7 @@ class Agent {
   void switchCredential(const Identity& identity);
   void unauthorized(std::string_view surface, const Problem& problem);
   void rotateMeshKey(std::string_view why);
+  Status startNat();
   void persistSigningKeys(const SigningKeySet& keys);
   void fatal(int code, const Error& error);
 
@@ -152,6 +168,9 @@ class Agent {
   std::unique_ptr<Heartbeat> heartbeat_;
   std::unique_ptr<KeyRotation> keyRotation_;
   MeshKeyRotator* rotator_ = nullptr;
+  nat::StunTransport* stun_ = nullptr;
+  std::unique_ptr<nat::NatDiscovery> natDiscovery_;
+  std::unique_ptr<nat::EndpointReporter> endpointReporter_;
   std::vector<Applier*> appliers_;
   std::function<void(const Identity&)> onIdentity_;
   event::Source streamRetry_;

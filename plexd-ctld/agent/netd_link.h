@@ -36,6 +36,7 @@
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_nat.h"
 #include "plexd-ctld/agent/mesh_key.h"
+#include "plexd-ctld/nat/discovery.h"
 #include "plexd-ctld/reconcile/reconciler.h"
 
 namespace plexd::ctld {
@@ -94,6 +95,8 @@ class NetdLink {
   using StunHandler = std::function<void(const SockAddr& from, const SockAddr& local, std::span<const uint8_t>)>;
   Status sendStun(const SockAddr& to, std::span<const uint8_t> datagram);
   void onStun(StunHandler handler) { stunHandler_ = std::move(handler); }
+  // sendStun as NatDiscovery's transport.
+  nat::StunTransport& stunTransport() { return stunTransport_; }
 
   // Per-peer stats from netd's device read (wg_status_request with stats,
   // paged in public-key order), up to and including the key `last` (every
@@ -155,6 +158,15 @@ class NetdLink {
   NetdLinkOptions options_;
   std::function<const NodeStateSnapshot*()> lastApplied_;
   StunHandler stunHandler_;
+  class Stun final : public nat::StunTransport {
+   public:
+    explicit Stun(NetdLink& l) : l_(l) {}
+    Status send(const SockAddr& to, std::span<const uint8_t> datagram) override { return l_.sendStun(to, datagram); }
+
+   private:
+    NetdLink& l_;
+  };
+  Stun stunTransport_{*this};
   ipc::Channel* channel_ = nullptr;
   uint64_t generation_ = 0;  // bumped per channel: late callbacks of an old one are ignored
   std::optional<IpPrefix> meshIp_;

@@ -101,6 +101,8 @@ MeshNode& MeshLab::addNode(const MeshNodeOptions& options) {
   mustRun("ip -n " + n->ns + " addr add " + n->underlay + "/24 dev eth0");
   mustRun("ip -n " + n->ns + " link set eth0 up");
 
+  if (options.prepare) options.prepare(*n);
+
   std::string token = emu_->newToken("node");
   std::ostringstream yaml;
   // Continues the supervisor suite's "registration:" block.
@@ -115,8 +117,7 @@ MeshNode& MeshLab::addNode(const MeshNodeOptions& options) {
        << "  backend: userspace\n"
        << "reconcile:\n"
        << "  interval: " << options.reconcileInterval << "\n"
-       << "nat:\n"
-       << "  enabled: false\n"
+       << options.natYaml
        << "policy:\n"
        << "  on_null: " << options.policyOnNull << "\n"
        << options.extraYaml;

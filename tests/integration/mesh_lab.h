@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -51,6 +52,12 @@ struct MeshNodeOptions {
   // a policy; the policy tests use deny (the product's default).
   std::string policyOnNull = "allow";
   std::string extraYaml;  // appended to the node's config
+  // The node's nat block (default: discovery off; the NAT tests name their
+  // STUN servers).
+  std::string natYaml = "nat:\n  enabled: false\n";
+  // Runs after the node's namespace exists and before its suite starts
+  // (extra links and routes, e.g. a path through a NAT).
+  std::function<void(MeshNode&)> prepare;
 };
 
 class MeshLab {

@@ -106,6 +106,8 @@ Suite::Suite(std::vector<std::string> extra_args, bool dev_fallback, const std::
     yaml.insert(yaml.find('\n', at) + 1, socketLine);
   }
   if (!mentions("health")) listeners += "health:\n  enabled: false\n";
+  // No STUN to the default public servers from a test (the NAT tests name their own).
+  if (!mentions("nat")) listeners += "nat:\n  enabled: false\n";
   std::ofstream(dir_ + "/config.yaml") << "data_dir: " << dir_ << "/data\n"
                                        << listeners
                                        << "registration:\n  token_file: " << dir_ << "/bootstrap-token\n"
