@@ -127,6 +127,12 @@ struct AgentStatusReply {
     v(reports_state, "reports_state", Max{32});
     v(secrets_fetched, "secrets_fetched");
     v(secrets_failed, "secrets_failed");
+    v(nat_state, "nat_state", Max{32});
+    v(nat_endpoint, "nat_endpoint", Max{64});
+    v(nat_type, "nat_type", Max{32});
+    v(nat_error, "nat_error", Max{kMaxStatusText});
+    v(nat_reported_ms, "nat_reported_ms");
+    v(nat_report_result, "nat_report_result", Max{kMaxStatusText});
   }
   // Counters for /metrics.
   uint64_t reconcile_cycles = 0;
@@ -138,6 +144,13 @@ struct AgentStatusReply {
   std::string reports_state;        // idle | pending | suppressed (501) | quota (409) | retrying
   uint64_t secrets_fetched = 0;
   uint64_t secrets_failed = 0;
+  // NAT discovery (§10): disabled | discovering | discovered | failed.
+  std::string nat_state;
+  std::string nat_endpoint;       // the public mapping of the WireGuard port, "" until discovered
+  std::string nat_type;           // §10.1 wire enum
+  std::string nat_error;          // of the last failed cycle
+  uint64_t nat_reported_ms = 0;   // the control plane last accepted PUT /endpoint (Unix ms)
+  std::string nat_report_result;
 };
 
 // apid -> ctld (and supervisor -> ctld on the lifecycle channel): report.

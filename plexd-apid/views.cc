@@ -73,6 +73,15 @@ std::string statusJson(const ipc::AgentStatusReply& s, WallTime now, size_t loca
   j.key("dropped_packets").num(s.fw_dropped_packets);
   j.key("error").str(s.fw_error);
   j.endObject();
+  j.key("nat").beginObject();
+  j.key("state").str(s.nat_state.empty() ? "unknown" : s.nat_state);
+  j.key("endpoint").str(s.nat_endpoint);
+  j.key("type").str(s.nat_type);
+  j.key("error").str(s.nat_error);
+  j.key("reported_at");
+  time(j, s.nat_reported_ms);
+  j.key("report_result").str(s.nat_report_result);
+  j.endObject();
   j.key("reports").beginObject();
   const uint64_t pending = uint64_t{s.reports_pending} + localUnsynced;
   j.key("pending").num(pending);

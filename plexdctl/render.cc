@@ -311,6 +311,17 @@ std::string renderStatus(const rapidjson::Value& s, WallTime now) {
     if (auto e = strMember(*f, "error"); !e.empty()) kv.add("error", e);
     section(out, "firewall", kv);
   }
+  if (const auto* n = member(s, "nat"); n != nullptr && n->IsObject()) {
+    KeyValues kv;
+    kv.add("state", text(member(*n, "state")));
+    if (auto e = strMember(*n, "endpoint"); !e.empty()) {
+      std::string t = strMember(*n, "type");
+      kv.add("endpoint", t.empty() ? e : e + " (" + t + ")");
+    }
+    if (auto r = strMember(*n, "report_result"); !r.empty()) kv.add("report", r);
+    if (auto e = strMember(*n, "error"); !e.empty()) kv.add("error", e);
+    section(out, "nat", kv);
+  }
   if (const auto* r = member(s, "reports"); r != nullptr && r->IsObject()) {
     KeyValues kv;
     std::string pending = text(member(*r, "pending"));

@@ -44,6 +44,18 @@ ipc::AgentStatusReply toStatusReply(const AgentStatus& s, std::string_view api) 
     r.last_heartbeat_ms = unixMs(s.heartbeat->lastAcceptedAt);
     r.heartbeat_result = cut(s.heartbeat->lastResult);
   }
+  r.nat_state = "disabled";
+  if (s.nat) {
+    const auto& n = *s.nat;
+    r.nat_state = n.lastEndpoint ? "discovered" : (n.failures != 0 && !n.running ? "failed" : "discovering");
+    if (n.lastEndpoint) r.nat_endpoint = cut(n.lastEndpoint->str(), 64);
+    if (n.lastNat) r.nat_type = std::string(nat::natClassName(*n.lastNat));
+    r.nat_error = cut(n.lastError);
+  }
+  if (s.endpoint) {
+    r.nat_reported_ms = unixMs(s.endpoint->lastAcceptedAt);
+    r.nat_report_result = cut(s.endpoint->lastResult);
+  }
   for (const auto& [name, message] : s.alarms) {
     if (r.alarms.size() == ipc::kMaxStatusAlarms) break;
     r.alarms.push_back(ipc::StatusAlarm{cut(name, 64), cut(message)});

@@ -215,6 +215,18 @@ TEST_CASE("NAT: a node behind masquerade reports the mapping its WireGuard port 
   CHECK(rep.endpoint == actual);
   CHECK(rep.endpoint.rfind("203.0.113.1:", 0) == 0);  // the router's public address, not 192.168.1.2
   CHECK(rep.natType == "port_restricted");
+  // The node API shows it (what `plexdctl status` prints).
+  std::string status;
+  if (!pollUntil(
+          [&] {
+            status = lab.nsExec(a, "curl -s --max-time 5 --unix-socket " + a.suite->apiSocket() +
+                                       " http://localhost/v1/status");
+            return status.find("\"endpoint\":\"" + rep.endpoint + "\"") != std::string::npos &&
+                   status.find("\"state\":\"discovered\"") != std::string::npos &&
+                   status.find("\"type\":\"port_restricted\"") != std::string::npos;
+          },
+          20s))
+    FAIL("GET /v1/status does not show the discovered endpoint: " << status);
   // The heartbeat carries the same.
   std::string summary;
   if (!pollUntil([&] { return (summary = lastNatSummaryEndpoint(lab, a)) == rep.endpoint + " port_restricted"; },
