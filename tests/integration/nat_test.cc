@@ -197,22 +197,33 @@ Reported waitForReport(MeshLab& lab, MeshNode& n) {
   return *rep;
 }
 
+// The node's report, checked against the mapping its router's conntrack
+// table holds for the flow to the primary STUN server.
+Reported reportMatchingConntrack(MeshLab& lab, MeshNode& n, int index) {
+  const Reported rep = waitForReport(lab, n);
+  const std::string router = "pxr" + std::to_string(::getpid() % 10000) + n.name;
+  const std::string actual =
+      Internet::mapping(router, "192.168." + std::to_string(index) + ".2", "203.0.113.100");
+  INFO("conntrack mapping " << actual << "\n" << lab.log(n));
+  REQUIRE_FALSE(actual.empty());
+  CHECK(rep.endpoint == actual);
+  return rep;
+}
+
+bool root() {
+  if (::geteuid() == 0) return true;
+  WARN("needs root (network namespaces)");
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("NAT: a node behind masquerade reports the mapping its WireGuard port got, port_restricted") {
-  if (::geteuid() != 0) {
-    WARN("needs root (network namespaces)");
-    return;
-  }
+  if (!root()) return;
   MeshLab lab;
   Internet inet;
   auto& a = lab.addNode(behindNat(inet, 1, ""));
-  const Reported rep = waitForReport(lab, a);
-  const std::string router = "pxr" + std::to_string(::getpid() % 10000) + a.name;
-  const std::string actual = Internet::mapping(router, "192.168.1.2", "203.0.113.100");
-  INFO("conntrack mapping " << actual << "\n" << lab.log(a));
-  REQUIRE_FALSE(actual.empty());
-  CHECK(rep.endpoint == actual);
+  const Reported rep = reportMatchingConntrack(lab, a, 1);
   CHECK(rep.endpoint.rfind("203.0.113.1:", 0) == 0);  // the router's public address, not 192.168.1.2
   CHECK(rep.natType == "port_restricted");
   // The node API shows it (what `plexdctl status` prints).
@@ -235,33 +246,21 @@ TEST_CASE("NAT: a node behind masquerade reports the mapping its WireGuard port 
 }
 
 TEST_CASE("NAT: behind fully-random masquerade the mapping depends on the destination: symmetric") {
-  if (::geteuid() != 0) {
-    WARN("needs root (network namespaces)");
-    return;
-  }
+  if (!root()) return;
   MeshLab lab;
   Internet inet;
   auto& a = lab.addNode(behindNat(inet, 1, "fully-random"));
-  const Reported rep = waitForReport(lab, a);
-  const std::string router = "pxr" + std::to_string(::getpid() % 10000) + a.name;
-  const std::string actual = Internet::mapping(router, "192.168.1.2", "203.0.113.100");
-  INFO("conntrack mapping " << actual << "\n" << lab.log(a));
-  REQUIRE_FALSE(actual.empty());
-  CHECK(rep.endpoint == actual);
-  CHECK(rep.natType == "symmetric");
+  CHECK(reportMatchingConntrack(lab, a, 1).natType == "symmetric");
 }
 
 TEST_CASE("NAT: two nodes behind full-cone NATs are classified so and reach each other directly") {
-  if (::geteuid() != 0) {
-    WARN("needs root (network namespaces)");
-    return;
-  }
+  if (!root()) return;
   MeshLab lab;
   Internet inet;
   auto& a = lab.addNode(behindNat(inet, 1, "", true));
   auto& b = lab.addNode(behindNat(inet, 2, "", true));
-  const Reported ra = waitForReport(lab, a);
-  const Reported rb = waitForReport(lab, b);
+  const Reported ra = reportMatchingConntrack(lab, a, 1);
+  const Reported rb = reportMatchingConntrack(lab, b, 2);
   CHECK(ra.natType == "full_cone");
   CHECK(rb.natType == "full_cone");
   CHECK(ra.endpoint == "203.0.113.1:51820");

@@ -20,6 +20,7 @@
 #include "ipc/ctld_netd_nat.h"
 #include "plexd-netd/nat/stun_port.h"
 #include "tests/integration/process_util.h"
+#include "tests/unit/ipc/stun_bytes.h"
 
 using namespace plexd;
 using namespace std::chrono_literals;
@@ -35,46 +36,36 @@ SockAddr addr(std::string_view text) {
   return *a;
 }
 
-// A UDP socket bound to `at` (WireGuard's socket, or a STUN server).
-UniqueFd udpBound(const SockAddr& at) {
-  const int family = at.family == 4 ? AF_INET : AF_INET6;
-  UniqueFd fd(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  REQUIRE(fd.valid());
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (at.family == 4) {
+// `a` as a sockaddr for bind/sendto; returns its length.
+socklen_t toSockaddr(const SockAddr& a, sockaddr_storage& ss) {
+  ss = {};
+  if (a.family == 4) {
     auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
     sa->sin_family = AF_INET;
-    sa->sin_port = htons(at.port);
-    std::memcpy(&sa->sin_addr, at.addr.data(), 4);
-    len = sizeof(sockaddr_in);
-  } else {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(at.port);
-    std::memcpy(&sa->sin6_addr, at.addr.data(), 16);
-    len = sizeof(sockaddr_in6);
+    sa->sin_port = htons(a.port);
+    std::memcpy(&sa->sin_addr, a.addr.data(), 4);
+    return sizeof(sockaddr_in);
   }
+  auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+  sa->sin6_family = AF_INET6;
+  sa->sin6_port = htons(a.port);
+  std::memcpy(&sa->sin6_addr, a.addr.data(), 16);
+  return sizeof(sockaddr_in6);
+}
+
+// A UDP socket bound to `at` (WireGuard's socket, or a STUN server).
+UniqueFd udpBound(const SockAddr& at) {
+  UniqueFd fd(::socket(at.family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  REQUIRE(fd.valid());
+  sockaddr_storage ss{};
+  const socklen_t len = toSockaddr(at, ss);
   REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0);
   return fd;
 }
 
 void sendTo(int fd, const SockAddr& to, const std::vector<uint8_t>& bytes) {
   sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (to.family == 4) {
-    auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons(to.port);
-    std::memcpy(&sa->sin_addr, to.addr.data(), 4);
-    len = sizeof(sockaddr_in);
-  } else {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(to.port);
-    std::memcpy(&sa->sin6_addr, to.addr.data(), 16);
-    len = sizeof(sockaddr_in6);
-  }
+  const socklen_t len = toSockaddr(to, ss);
   REQUIRE(::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) ==
           static_cast<ssize_t>(bytes.size()));
 }
@@ -110,20 +101,8 @@ std::optional<Datagram> receive(int fd) {
   return d;
 }
 
-// A STUN message: type, the magic cookie, transaction id `tag` repeated, and
-// `attrBytes` zero bytes of attribute space (a multiple of 4).
 std::vector<uint8_t> stun(uint16_t type, uint8_t tag, size_t attrBytes = 0) {
-  std::vector<uint8_t> m(20 + attrBytes, 0);
-  m[0] = static_cast<uint8_t>(type >> 8);
-  m[1] = static_cast<uint8_t>(type);
-  m[2] = static_cast<uint8_t>(attrBytes >> 8);
-  m[3] = static_cast<uint8_t>(attrBytes);
-  m[4] = 0x21;
-  m[5] = 0x12;
-  m[6] = 0xA4;
-  m[7] = 0x42;
-  for (size_t i = 8; i < 20; ++i) m[i] = tag;
-  return m;
+  return plexd::testing::stunBytes(type, tag, attrBytes);
 }
 
 // A WireGuard transport data message header + some bytes.

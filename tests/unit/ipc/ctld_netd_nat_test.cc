@@ -5,24 +5,14 @@
 
 #include "ipc/ctld_netd_nat.h"
 #include "ipc/wire.h"
+#include "tests/unit/ipc/stun_bytes.h"
 
 using namespace plexd;
 using namespace plexd::ipc;
 
 namespace {
 
-std::vector<uint8_t> message(uint16_t type, size_t attrBytes = 0) {
-  std::vector<uint8_t> m(20 + attrBytes, 0);
-  m[0] = static_cast<uint8_t>(type >> 8);
-  m[1] = static_cast<uint8_t>(type);
-  m[2] = static_cast<uint8_t>(attrBytes >> 8);
-  m[3] = static_cast<uint8_t>(attrBytes);
-  m[4] = 0x21;
-  m[5] = 0x12;
-  m[6] = 0xA4;
-  m[7] = 0x42;
-  return m;
-}
+std::vector<uint8_t> message(uint16_t type, size_t attrBytes = 0) { return testing::stunBytes(type, 0, attrBytes); }
 
 StunSend request(std::string_view to) {
   StunSend s;
