@@ -8,6 +8,7 @@
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
 #include "ipc/ctld_netd_nat.h"
+#include "ipc/ctld_relayd.h"
 #include "ipc/lifecycle.h"
 
 namespace plexd::ipc {
@@ -99,6 +100,11 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
     s.permissions.push_back(permit<FwEvent>({Peer::netd}));
     s.permissions.push_back(permit<StunSend>({Peer::ctld}));
     s.permissions.push_back(permit<StunReceived>({Peer::netd}));
+  }
+  if (other == Peer::relayd) {
+    s.permissions.push_back(permitSetItem<RelayPortItem>({Peer::ctld}));
+    s.permissions.push_back(permit<RelayStatusRequest>({Peer::ctld}));
+    s.permissions.push_back(permit<RelayStatusReply>({Peer::relayd}));
   }
   return s;
 }

@@ -84,6 +84,10 @@ enum class MsgType : uint16_t {
   peers_reply = 105,
   policy_request = 106,
   policy_reply = 107,
+  // ctld <-> relayd, ipc/ctld_relayd.h
+  relay_port = 108,
+  relay_status_request = 109,
+  relay_status_reply = 110,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/random.h"
 #include "plexd-ctld/agent/agent.h"
+#include "plexd-ctld/relay/relay_link.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/netd_link.h"
 #include "plexd-ctld/agent/policy_link.h"
@@ -104,16 +105,21 @@ int main(int argc, char** argv) {
   // The node API (plexd-ctld/apid): status, secrets, reports, peers, policy
   // and the node-state push on every apid channel; services set below.
   ctld::ApidLink apid([&statusNow] { return statusNow(); });
-  (*links)->onPeerChannel([&apid, &netd, &policy, &agentPtr, policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
+  // Bridge nodes: the relay ports plexd-relayd holds (§20; relayd runs in bridge mode).
+  ctld::relay::RelayLink relay;
+  (*links)->onPeerChannel([&apid, &netd, &policy, &relay, &agentPtr, policyEnabled](ipc::Peer peer,
+                                                                                     ipc::Channel& ch) {
     if (peer == ipc::Peer::apid) apid.attach(ch);
+    if (peer == ipc::Peer::relayd) relay.attach(ch);
     if (peer == ipc::Peer::netd) {
       if (policyEnabled) policy.attach(ch);
       netd.attach(ch);
       if (agentPtr) agentPtr->stunPathUp();  // a cycle that found netd away failed: look again now
     }
   });
-  (*links)->onPeerClosed([&apid, &netd, &policy](ipc::Peer peer, std::uint32_t, const Error&) {
+  (*links)->onPeerClosed([&apid, &netd, &policy, &relay](ipc::Peer peer, std::uint32_t, const Error&) {
     if (peer == ipc::Peer::apid) apid.detach();
+    if (peer == ipc::Peer::relayd) relay.detach();
     if (peer != ipc::Peer::netd) return;
     policy.detach();
     netd.detach();
@@ -161,6 +167,7 @@ int main(int argc, char** argv) {
   secrets.onUnauthorized([&agent](const ctld::Problem& p) { agent.credentialRefused("secrets", p); });
   reports.onUnauthorized([&agent](const ctld::Problem& p) { agent.credentialRefused("reports", p); });
   agent.addApplier(statePush.applier());  // first: never fails, never waits
+  agent.addApplier(relay.applier());      // never fails either: a relay problem is its status
   if (!standalone) {
     if (policyEnabled) agent.addApplier(policy.applier());
     agent.addApplier(netd.applier());

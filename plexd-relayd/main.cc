@@ -1,9 +1,12 @@
-// plexd-relayd: UDP relay on bridge nodes. Skeleton: start-up and the ctld link
-// (PeerLinks); relaying comes with a later issue.
+// plexd-relayd: the UDP relay on bridge nodes (docs/relay.md). Start-up per
+// STYLE.md: no privilege (relay ports are ≥ 1024), lock down, the engine on
+// the loop, the ctld channel that says which ports to hold (ipc/ctld_relayd.h).
 #include <cstdio>
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "plexd-relayd/engine.h"
+#include "plexd-relayd/relay_service.h"
 #include "plexd-supervisor/peer_links.h"
 
 int main(int argc, char** argv) {
@@ -24,9 +27,22 @@ int main(int argc, char** argv) {
   if (auto st = lockDown(SeccompProfile::event_daemon); !st) return startupFailed("lock down", st.error());
   auto daemon = Daemon::create("plexd-relayd");
   if (!daemon) return startupFailed("event loop", daemon.error());
+  // The data plane; no port until ctld sends the bridge's relay block.
+  relayd::RelayLimits limits;
+  limits.max_sessions = static_cast<size_t>(config->bridge.maxRelaySessions);
+  auto engine = relayd::RelayEngine::create((*daemon)->loop(), limits, systemClock());
+  if (!engine) return startupFailed("relay engine", engine.error());
+  relayd::RelayService service(**engine);
   // The ctld channel: from the supervisor or systemd's socket named ctld.
   auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::relayd, supervisor::peerLinksOptions(*config, *args));
   if (!links) return startupFailed("peer channels", links.error());
-  (*daemon)->ready("idle: no relay sessions yet");
+  Daemon* d = daemon->get();
+  service.onApplied([&service, d] { d->status(service.statusLine()); });
+  (*links)->onPeerChannel([&service, d](ipc::Peer peer, ipc::Channel& ch) {
+    if (peer != ipc::Peer::ctld) return;
+    service.attach(ch);
+    d->status(service.statusLine());
+  });
+  (*daemon)->ready(service.statusLine());
   return (*daemon)->run();
 }

@@ -12,6 +12,7 @@
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
 #include "ipc/ctld_netd_nat.h"
+#include "ipc/ctld_relayd.h"
 #include "ipc/frame.h"
 #include "ipc/transaction.h"
 #include "tests/unit/ipc/test_messages.h"
@@ -41,6 +42,7 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
       if (b->item_type == MsgType::wg_peer) c = std::make_unique<TypedCollector<WgPeer>>();
       if (b->item_type == MsgType::wg_peer_change) c = std::make_unique<TypedCollector<WgPeerChange>>();
       if (b->item_type == MsgType::fw_rule) c = std::make_unique<TypedCollector<FwRule>>();
+      if (b->item_type == MsgType::relay_port) c = std::make_unique<TypedCollector<RelayPortItem>>();
       (void)tx.begin(*b, std::move(c));
       break;
     }
