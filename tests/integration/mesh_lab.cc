@@ -118,6 +118,7 @@ MeshNode& MeshLab::addNode(const MeshNodeOptions& options) {
        << "reconcile:\n"
        << "  interval: " << options.reconcileInterval << "\n"
        << options.natYaml
+       << (options.bridge ? "mode: bridge\n" : "")
        << "policy:\n"
        << "  on_null: " << options.policyOnNull << "\n"
        << options.extraYaml;

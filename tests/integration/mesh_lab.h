@@ -58,6 +58,9 @@ struct MeshNodeOptions {
   // Runs after the node's namespace exists and before its suite starts
   // (extra links and routes, e.g. a path through a NAT).
   std::function<void(MeshNode&)> prepare;
+  // A bridge node (mode: bridge; registered as a node resource, the emulator
+  // does not tell them apart): the supervisor runs plexd-relayd too.
+  bool bridge = false;
 };
 
 class MeshLab {

@@ -297,3 +297,31 @@ TEST_CASE("NAT: two nodes behind full-cone NATs are classified so and reach each
   }
   CHECK(crossing);
 }
+
+TEST_CASE("relay: a bridge's relayd opens the ports the control plane assigns, and closes them again") {
+  if (!root()) return;
+  MeshLab lab;
+  MeshNodeOptions o;
+  o.bridge = true;
+  auto& br = lab.addNode(o);
+  const pid_t relayd = lab.daemonPid(br, "relayd");
+  REQUIRE(relayd > 0);
+  auto setRelay = [&](bool enabled) {
+    const std::string body = std::string(R"({"relay":{"enabled":)") + (enabled ? "true" : "false") +
+                             R"(,"listen_port":51821,"assignments":[{"peer_node_id":"0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a1","fallback_endpoint":")" +
+                             br.underlay + R"(","fallback_endpoint_port":40001}]},"user_access":null,"ingress":null,"site_to_site":null})";
+    auto r = lab.emulator().admin("PUT", "/admin/nodes/" + br.nodeId + "/bridge", body);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+  };
+  auto listening = [&](const std::string& port) {
+    return lab.nsExec(br, "ss -H -ulnp sport = :" + port).find("plexd-relayd") != std::string::npos;
+  };
+  setRelay(true);
+  if (!pollUntil([&] { return listening("40001") && listening("51821"); }, 30s))
+    FAIL("relayd did not open 40001 and 51821\n" << lab.log(br));
+  setRelay(false);
+  if (!pollUntil([&] { return !listening("40001") && !listening("51821"); }, 30s))
+    FAIL("relayd did not close its ports\n" << lab.log(br));
+  CHECK(lab.daemonPid(br, "relayd") == relayd);  // the same process throughout (no crash, no seccomp kill)
+}
