@@ -8,6 +8,7 @@
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
 #include "ipc/ctld_netd_nat.h"
+#include "ipc/ctld_netd_relay.h"
 #include "ipc/ctld_relayd.h"
 #include "ipc/lifecycle.h"
 
@@ -100,6 +101,8 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
     s.permissions.push_back(permit<FwEvent>({Peer::netd}));
     s.permissions.push_back(permit<StunSend>({Peer::ctld}));
     s.permissions.push_back(permit<StunReceived>({Peer::netd}));
+    s.permissions.push_back(permit<RelayKeyRequest>({Peer::ctld}));
+    s.permissions.push_back(permit<RelayKeyReply>({Peer::netd}));
   }
   if (other == Peer::relayd) {
     s.permissions.push_back(permitSetItem<RelayPortItem>({Peer::ctld}));

@@ -71,6 +71,8 @@ enum class MsgType : uint16_t {
   // ctld <-> netd NAT traversal, ipc/ctld_netd_nat.h (83..95)
   stun_send = 83,
   stun_received = 84,
+  relay_key_request = 85,  // ipc/ctld_netd_relay.h
+  relay_key_reply = 86,
   // ctld <-> apid, ipc/ctld_apid.h
   node_state_header = 96,
   node_state_ack = 97,

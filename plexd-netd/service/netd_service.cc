@@ -7,6 +7,8 @@
 
 #include "common/base64.h"
 #include "common/log.h"
+#include "ipc/ctld_netd_relay.h"
+#include "plexd-netd/service/relay_key.h"
 
 namespace plexd::netd {
 namespace {
@@ -86,6 +88,20 @@ void NetdService::attach(ipc::Channel& ch) {
   });
   ch.handle<ipc::WgStatusRequest>(
       [this](ipc::WgStatusRequest&& req, UniqueFd, ipc::Reply reply) { handleStatus(req, reply); });
+  // The relay binding key (ipc/ctld_netd_relay.h): derived from the current
+  // private key, which never leaves netd. The key itself is never logged.
+  ch.handle<ipc::RelayKeyRequest>([this](ipc::RelayKeyRequest&& req, UniqueFd, ipc::Reply reply) {
+    if (!keyLoaded(reply)) return;
+    auto key = deriveRelayKey(keys_.privateKey(), req.peer_public_key, req.role);
+    if (!key) {
+      log::warning("cannot derive a relay binding key", {{"peer_public_key", keyText(req.peer_public_key)},
+                                                          {"error", key.error().text()}});
+      return (void)reply.fail(Error(withCode(ipc::kWgErrInvalid, key.error().text())));
+    }
+    ipc::RelayKeyReply r;
+    std::copy(key->bytes().begin(), key->bytes().end(), r.key.begin());
+    (void)reply.send(r);  // r wipes itself when it goes out of scope
+  });
 }
 
 void NetdService::refuse(ipc::Channel& ch, const Error& why) {

@@ -12,6 +12,7 @@
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_fw.h"
 #include "ipc/ctld_netd_nat.h"
+#include "ipc/ctld_netd_relay.h"
 #include "ipc/ctld_relayd.h"
 #include "ipc/frame.h"
 #include "ipc/transaction.h"
@@ -51,6 +52,8 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
     case MsgType::tx_abort: (void)tx.abort(*decodePayload<TxAbort>(f.payload)); break;
     case MsgType::stun_send: (void)decodePayload<StunSend>(f.payload); break;
     case MsgType::stun_received: (void)decodePayload<StunReceived>(f.payload); break;
+    case MsgType::relay_key_request: (void)decodePayload<RelayKeyRequest>(f.payload); break;
+    case MsgType::relay_key_reply: (void)decodePayload<RelayKeyReply>(f.payload); break;
     default: break;
   }
 }

@@ -1,0 +1,264 @@
+#include "common/stun_integrity.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace plexd::stun {
+
+namespace {
+
+constexpr size_t kHeaderBytes = 20;
+constexpr size_t kMacBytes = 32;
+constexpr size_t kIntegrityAttrBytes = 4 + kMacBytes;
+constexpr size_t kFingerprintAttrBytes = 8;
+constexpr uint32_t kFingerprintXor = 0x5354554e;
+constexpr std::array<uint8_t, 4> kCookie = {0x21, 0x12, 0xA4, 0x42};
+
+constexpr std::array<uint32_t, 256> makeCrcTable() {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    table[i] = c;
+  }
+  return table;
+}
+constexpr std::array<uint32_t, 256> kCrcTable = makeCrcTable();
+
+// CRC-32 (ISO 3309, zlib's crc32), as FINGERPRINT uses it.
+uint32_t crc32(std::span<const uint8_t> bytes) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (uint8_t b : bytes) c = kCrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+uint16_t be16(std::span<const uint8_t> p, size_t at) { return static_cast<uint16_t>((p[at] << 8) | p[at + 1]); }
+uint32_t be32(std::span<const uint8_t> p, size_t at) {
+  return (uint32_t{p[at]} << 24) | (uint32_t{p[at + 1]} << 16) | (uint32_t{p[at + 2]} << 8) | uint32_t{p[at + 3]};
+}
+size_t padded(size_t len) { return (len + 3) & ~size_t{3}; }
+
+bool validUsername(std::string_view u) {
+  if (u.empty() || u.size() > kMaxUsernameBytes) return false;
+  for (char c : u)
+    if (c < 0x20 || c > 0x7E) return false;
+  return true;
+}
+
+bool validAddress(const SockAddr& a) { return (a.family == 4 || a.family == 6) && a.validate().ok(); }
+
+// HMAC-SHA256 of `prefix` (a message up to MESSAGE-INTEGRITY-SHA256) whose
+// length field is replaced by `length`.
+bool integrityMac(std::span<const uint8_t> prefix, uint16_t length, std::span<const uint8_t, kIntegrityKeyBytes> key,
+                  std::array<uint8_t, kMacBytes>& out) {
+  if (prefix.size() < kHeaderBytes || prefix.size() > kMaxRelayStunBytes) return false;
+  std::array<uint8_t, kMaxRelayStunBytes> copy;
+  std::copy(prefix.begin(), prefix.end(), copy.begin());
+  copy[2] = static_cast<uint8_t>(length >> 8);
+  copy[3] = static_cast<uint8_t>(length);
+  unsigned int n = 0;
+  const bool ok = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), copy.data(), prefix.size(), out.data(),
+                       &n) != nullptr &&
+                  n == kMacBytes;
+  OPENSSL_cleanse(copy.data(), prefix.size());
+  return ok;
+}
+
+class Writer {
+ public:
+  Writer(uint16_t type, const TransactionId& id) : id_(id) {
+    buf_.reserve(128);
+    put16(type);
+    put16(0);
+    buf_.insert(buf_.end(), kCookie.begin(), kCookie.end());
+    buf_.insert(buf_.end(), id.begin(), id.end());
+  }
+  void attribute(uint16_t type, std::span<const uint8_t> value) {
+    put16(type);
+    put16(static_cast<uint16_t>(value.size()));
+    buf_.insert(buf_.end(), value.begin(), value.end());
+    buf_.resize(padded(buf_.size()), 0);
+  }
+  void xorAddress(const SockAddr& a) {
+    const size_t n = a.family == 6 ? 16 : 4;
+    std::array<uint8_t, 20> v{};
+    v[1] = a.family == 6 ? 2 : 1;
+    const auto port = static_cast<uint16_t>(a.port ^ 0x2112);
+    v[2] = static_cast<uint8_t>(port >> 8);
+    v[3] = static_cast<uint8_t>(port);
+    for (size_t i = 0; i < n; ++i) v[4 + i] = static_cast<uint8_t>(a.addr[i] ^ (i < 4 ? kCookie[i] : id_[i - 4]));
+    attribute(kAttrXorMappedAddress, std::span(v.data(), 4 + n));
+  }
+  bool integrity(std::span<const uint8_t, kIntegrityKeyBytes> key) {
+    std::array<uint8_t, kMacBytes> mac{};
+    if (!integrityMac(buf_, static_cast<uint16_t>(buf_.size() - kHeaderBytes + kIntegrityAttrBytes), key, mac))
+      return false;
+    attribute(kAttrMessageIntegritySha256, mac);
+    return true;
+  }
+  std::vector<uint8_t> finish() {
+    setLength(buf_.size() - kHeaderBytes + kFingerprintAttrBytes);
+    const uint32_t crc = crc32(buf_) ^ kFingerprintXor;
+    const std::array<uint8_t, 4> v = {static_cast<uint8_t>(crc >> 24), static_cast<uint8_t>(crc >> 16),
+                                      static_cast<uint8_t>(crc >> 8), static_cast<uint8_t>(crc)};
+    attribute(kAttrFingerprint, v);
+    setLength(buf_.size() - kHeaderBytes);
+    return std::move(buf_);
+  }
+  size_t size() const { return buf_.size(); }
+
+ private:
+  void put16(uint16_t v) {
+    buf_.push_back(static_cast<uint8_t>(v >> 8));
+    buf_.push_back(static_cast<uint8_t>(v));
+  }
+  void setLength(size_t len) {
+    buf_[2] = static_cast<uint8_t>(len >> 8);
+    buf_[3] = static_cast<uint8_t>(len);
+  }
+  const TransactionId& id_;
+  std::vector<uint8_t> buf_;
+};
+
+Error bad(std::string_view why) { return Error(fmt::format("invalid relay STUN message: {}", why)); }
+
+}  // namespace
+
+bool looksLikeStun(std::span<const uint8_t> d) {
+  if (d.size() < kHeaderBytes || (d[0] & 0xC0) != 0) return false;
+  if (!std::equal(kCookie.begin(), kCookie.end(), d.begin() + 4)) return false;
+  const size_t len = be16(d, 2);
+  return len % 4 == 0 && len == d.size() - kHeaderBytes;
+}
+
+std::vector<uint8_t> buildAuthenticatedBinding(const TransactionId& txid, std::string_view username,
+                                               std::span<const uint8_t, kIntegrityKeyBytes> key, bool isResponse,
+                                               std::optional<SockAddr> xorMapped) {
+  if (!validUsername(username)) return {};
+  if (isResponse && xorMapped && !validAddress(*xorMapped)) return {};
+  Writer w(isResponse ? kBindingSuccess : kBindingRequest, txid);
+  w.attribute(kAttrUsername, std::span(reinterpret_cast<const uint8_t*>(username.data()), username.size()));
+  if (isResponse && xorMapped) w.xorAddress(*xorMapped);
+  if (!w.integrity(key)) return {};
+  return w.finish();
+}
+
+std::vector<uint8_t> buildRelayHelloRequest(const TransactionId& txid) {
+  Writer w(kBindingRequest, txid);
+  const size_t pad = kMinRelayHelloRequestBytes - w.size() - 4 - kFingerprintAttrBytes;
+  const std::vector<uint8_t> zeros(pad, 0);
+  w.attribute(kAttrPadding, zeros);
+  return w.finish();
+}
+
+std::vector<uint8_t> buildRelayHello(const TransactionId& txid, const SockAddr& xorMapped,
+                                     const std::array<uint8_t, kRelayKeyBytes>& relayPublicKey) {
+  if (!validAddress(xorMapped)) return {};
+  Writer w(kBindingSuccess, txid);
+  w.xorAddress(xorMapped);
+  w.attribute(kAttrPlexdRelayKey, relayPublicKey);
+  return w.finish();
+}
+
+Result<AuthenticatedBinding> parseAuthenticatedBinding(std::span<const uint8_t> d) {
+  if (d.size() > kMaxRelayStunBytes) return bad(fmt::format("{} bytes, more than {}", d.size(), kMaxRelayStunBytes));
+  if (!looksLikeStun(d)) return bad("not a STUN message");
+  AuthenticatedBinding m;
+  m.type = be16(d, 0);
+  if (m.type != kBindingRequest && m.type != kBindingSuccess)
+    return bad(fmt::format("type 0x{:04x} is not a Binding request or success response", m.type));
+  std::copy(d.begin() + 8, d.begin() + 20, m.txid.begin());
+  m.size = d.size();
+  bool seenUser = false, seenXor = false, seenKey = false, seenPadding = false;
+  size_t count = 0;
+  size_t at = kHeaderBytes;
+  while (at < d.size()) {
+    if (++count > kMaxRelayStunAttributes) return bad("too many attributes");
+    if (d.size() - at < 4) return bad("truncated attribute header");
+    const uint16_t type = be16(d, at);
+    const size_t len = be16(d, at + 2);
+    if (padded(len) > d.size() - at - 4) return bad(fmt::format("attribute 0x{:04x} runs past the end", type));
+    const auto value = d.subspan(at + 4, len);
+    if (m.fingerprint) return bad("FINGERPRINT is not the last attribute");
+    if (m.hasIntegrity && type != kAttrFingerprint)
+      return bad(fmt::format("attribute 0x{:04x} after MESSAGE-INTEGRITY-SHA256", type));
+    switch (type) {
+      case kAttrUsername: {
+        if (seenUser) return bad("USERNAME twice");
+        seenUser = true;
+        const std::string_view u(reinterpret_cast<const char*>(value.data()), value.size());
+        if (!validUsername(u)) return bad("USERNAME not 1..64 printable ASCII bytes");
+        m.username.assign(u);
+        break;
+      }
+      case kAttrXorMappedAddress: {
+        if (seenXor) return bad("XOR-MAPPED-ADDRESS twice");
+        seenXor = true;
+        if (len < 4) return bad("XOR-MAPPED-ADDRESS too short");
+        const uint8_t family = value[1];
+        const size_t n = family == 1 ? 4 : family == 2 ? 16 : 0;
+        if (n == 0 || len != 4 + n) return bad("XOR-MAPPED-ADDRESS family or length");
+        SockAddr a;
+        a.family = family == 1 ? 4 : 6;
+        a.port = static_cast<uint16_t>(be16(value, 2) ^ 0x2112);
+        for (size_t i = 0; i < n; ++i) a.addr[i] = static_cast<uint8_t>(value[4 + i] ^ (i < 4 ? kCookie[i] : m.txid[i - 4]));
+        if (!a.validate().ok()) return bad("XOR-MAPPED-ADDRESS is not a usable address");
+        m.xorMapped = a;
+        break;
+      }
+      case kAttrPlexdRelayKey: {
+        if (seenKey) return bad("PLEXD-RELAY-KEY twice");
+        seenKey = true;
+        if (len != kRelayKeyBytes) return bad("PLEXD-RELAY-KEY not 32 bytes");
+        std::array<uint8_t, kRelayKeyBytes> k{};
+        std::copy(value.begin(), value.end(), k.begin());
+        m.relayKey = k;
+        break;
+      }
+      case kAttrPadding:
+        if (seenPadding) return bad("PADDING twice");
+        seenPadding = true;
+        break;
+      case kAttrMessageIntegritySha256:
+        if (len != kMacBytes) return bad("MESSAGE-INTEGRITY-SHA256 not 32 bytes");
+        if (!seenUser) return bad("MESSAGE-INTEGRITY-SHA256 without USERNAME");
+        m.hasIntegrity = true;
+        m.integrityOffset = at;
+        break;
+      case kAttrFingerprint: {
+        if (len != 4) return bad("FINGERPRINT not 4 bytes");
+        if (at + 8 != d.size()) return bad("FINGERPRINT is not the last attribute");
+        if (be32(value, 0) != (crc32(d.first(at)) ^ kFingerprintXor)) return bad("FINGERPRINT does not match");
+        m.fingerprint = true;
+        break;
+      }
+      default:
+        if (type < 0x8000) return bad(fmt::format("unknown comprehension-required attribute 0x{:04x}", type));
+        break;
+    }
+    at += 4 + padded(len);
+  }
+  if (seenUser && !m.hasIntegrity) return bad("USERNAME without MESSAGE-INTEGRITY-SHA256");
+  return m;
+}
+
+bool verifyIntegrity(const AuthenticatedBinding& message, std::span<const uint8_t> datagram,
+                     std::span<const uint8_t, kIntegrityKeyBytes> key) {
+  if (!message.hasIntegrity || datagram.size() != message.size) return false;
+  const size_t at = message.integrityOffset;
+  if (at < kHeaderBytes || at + kIntegrityAttrBytes > datagram.size()) return false;
+  if (be16(datagram, at) != kAttrMessageIntegritySha256 || be16(datagram, at + 2) != kMacBytes) return false;
+  std::array<uint8_t, kMacBytes> mac{};
+  if (!integrityMac(datagram.first(at), static_cast<uint16_t>(at - kHeaderBytes + kIntegrityAttrBytes), key, mac))
+    return false;
+  const bool same = CRYPTO_memcmp(mac.data(), datagram.data() + at + 4, kMacBytes) == 0;
+  OPENSSL_cleanse(mac.data(), mac.size());
+  return same;
+}
+
+}  // namespace plexd::stun
