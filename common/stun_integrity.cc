@@ -1,5 +1,7 @@
 #include "common/stun_integrity.h"
 
+#include "common/stun_wire.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -16,32 +18,8 @@ constexpr size_t kHeaderBytes = 20;
 constexpr size_t kMacBytes = 32;
 constexpr size_t kIntegrityAttrBytes = 4 + kMacBytes;
 constexpr size_t kFingerprintAttrBytes = 8;
-constexpr uint32_t kFingerprintXor = 0x5354554e;
-constexpr std::array<uint8_t, 4> kCookie = {0x21, 0x12, 0xA4, 0x42};
+constexpr const std::array<uint8_t, 4>& kCookie = kMagicCookieBytes;
 
-constexpr std::array<uint32_t, 256> makeCrcTable() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
-constexpr std::array<uint32_t, 256> kCrcTable = makeCrcTable();
-
-// CRC-32 (ISO 3309, zlib's crc32), as FINGERPRINT uses it.
-uint32_t crc32(std::span<const uint8_t> bytes) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (uint8_t b : bytes) c = kCrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-uint16_t be16(std::span<const uint8_t> p, size_t at) { return static_cast<uint16_t>((p[at] << 8) | p[at + 1]); }
-uint32_t be32(std::span<const uint8_t> p, size_t at) {
-  return (uint32_t{p[at]} << 24) | (uint32_t{p[at + 1]} << 16) | (uint32_t{p[at + 2]} << 8) | uint32_t{p[at + 3]};
-}
-size_t padded(size_t len) { return (len + 3) & ~size_t{3}; }
 
 bool validUsername(std::string_view u) {
   if (u.empty() || u.size() > kMaxUsernameBytes) return false;
@@ -128,13 +106,6 @@ class Writer {
 Error bad(std::string_view why) { return Error(fmt::format("invalid relay STUN message: {}", why)); }
 
 }  // namespace
-
-bool looksLikeStun(std::span<const uint8_t> d) {
-  if (d.size() < kHeaderBytes || (d[0] & 0xC0) != 0) return false;
-  if (!std::equal(kCookie.begin(), kCookie.end(), d.begin() + 4)) return false;
-  const size_t len = be16(d, 2);
-  return len % 4 == 0 && len == d.size() - kHeaderBytes;
-}
 
 std::vector<uint8_t> buildAuthenticatedBinding(const TransactionId& txid, std::string_view username,
                                                std::span<const uint8_t, kIntegrityKeyBytes> key, bool isResponse,

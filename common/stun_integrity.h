@@ -24,6 +24,7 @@
 
 #include "common/netaddr.h"
 #include "common/result.h"
+#include "common/stun_wire.h"
 
 namespace plexd::stun {
 
@@ -102,8 +103,5 @@ Result<AuthenticatedBinding> parseAuthenticatedBinding(std::span<const uint8_t> 
 bool verifyIntegrity(const AuthenticatedBinding& message, std::span<const uint8_t> datagram,
                      std::span<const uint8_t, kIntegrityKeyBytes> key);
 
-// The RFC 8489 §6 demultiplexing test: top two bits zero, magic cookie,
-// length = size − 20 and a multiple of 4. No WireGuard message passes.
-bool looksLikeStun(std::span<const uint8_t> datagram);
 
 }  // namespace plexd::stun

@@ -1,14 +1,10 @@
 #include "ipc/ctld_netd_nat.h"
 
+#include "common/stun_wire.h"
+
 namespace plexd::ipc {
 
-bool isStunDatagram(std::span<const uint8_t> d) {
-  if (d.size() < 20) return false;
-  if ((d[0] & 0xC0) != 0) return false;
-  if (d[4] != 0x21 || d[5] != 0x12 || d[6] != 0xA4 || d[7] != 0x42) return false;
-  const size_t length = (size_t{d[2]} << 8) | d[3];
-  return length % 4 == 0 && length == d.size() - 20;
-}
+bool isStunDatagram(std::span<const uint8_t> d) { return stun::looksLikeStun(d); }
 
 bool isStunBindingRequest(std::span<const uint8_t> d) { return isStunDatagram(d) && d[0] == 0x00 && d[1] == 0x01; }
 

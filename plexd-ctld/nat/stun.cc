@@ -1,5 +1,7 @@
 #include "plexd-ctld/nat/stun.h"
 
+#include "common/stun_wire.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,38 +10,15 @@ namespace plexd::ctld::nat {
 
 namespace {
 
-constexpr std::array<uint8_t, 4> kCookieBytes = {0x21, 0x12, 0xA4, 0x42};
+using stun::be16;
+using stun::be32;
+using stun::crc32;
+using stun::padded;
+constexpr const std::array<uint8_t, 4>& kCookieBytes = stun::kMagicCookieBytes;
 constexpr uint16_t kChangeIpFlag = 0x4;    // RFC 5780 §7.2 "A"
 constexpr uint16_t kChangePortFlag = 0x2;  // "B"
 constexpr size_t kMaxReasonInError = 128;  // of a server's reason phrase in our error text
 
-constexpr std::array<uint32_t, 256> makeCrcTable() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
-constexpr std::array<uint32_t, 256> kCrcTable = makeCrcTable();
-
-// CRC-32 as in ISO 3309 / ITU-T V.42 (zlib's crc32), which FINGERPRINT uses.
-uint32_t crc32(std::span<const uint8_t> bytes) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (uint8_t b : bytes) c = kCrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-uint16_t be16(std::span<const uint8_t> p, size_t at) {
-  return static_cast<uint16_t>((p[at] << 8) | p[at + 1]);
-}
-
-uint32_t be32(std::span<const uint8_t> p, size_t at) {
-  return (uint32_t{p[at]} << 24) | (uint32_t{p[at + 1]} << 16) | (uint32_t{p[at + 2]} << 8) | uint32_t{p[at + 3]};
-}
-
-size_t padded(size_t len) { return (len + 3) & ~size_t{3}; }
 
 // Server text ends up in logs: printable ASCII only.
 std::string printable(std::span<const uint8_t> bytes) {
@@ -311,13 +290,7 @@ std::vector<uint8_t> buildBindingError(const TransactionId& id, uint16_t code, s
   return w.finish(fingerprint);
 }
 
-bool isStunPacket(std::span<const uint8_t> p) {
-  if (p.size() < kStunHeaderBytes) return false;
-  if ((p[0] & 0xC0) != 0) return false;
-  if (!std::equal(kCookieBytes.begin(), kCookieBytes.end(), p.begin() + 4)) return false;
-  const size_t len = be16(p, 2);
-  return len % 4 == 0 && len == p.size() - kStunHeaderBytes;
-}
+bool isStunPacket(std::span<const uint8_t> p) { return stun::looksLikeStun(p); }
 
 Result<StunMessage> parseMessage(std::span<const uint8_t> d) {
   if (d.size() < kStunHeaderBytes)
