@@ -31,9 +31,9 @@ Result<std::optional<RelayConfig>> parseRelayConfig(std::optional<std::string_vi
   auto doc = json::parse(*bridgeJson);
   if (!doc) return doc.error().wrap("bridge");
   if (!doc->IsObject()) return at("bridge", "expected an object");
-  auto r = doc->FindMember("relay");
-  if (r == doc->MemberEnd() || r->value.IsNull()) return std::optional<RelayConfig>{};
-  const rapidjson::Value& v = r->value;
+  if (!doc->HasMember("relay")) return std::optional<RelayConfig>{};
+  const rapidjson::Value& v = (*doc)["relay"];
+  if (v.IsNull()) return std::optional<RelayConfig>{};
   const std::string where = "bridge.relay";
   if (!v.IsObject()) return at(where, "expected an object or null");
   RelayConfig c;
