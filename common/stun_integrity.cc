@@ -47,61 +47,14 @@ bool integrityMac(std::span<const uint8_t> prefix, uint16_t length, std::span<co
   return ok;
 }
 
-class Writer {
- public:
-  Writer(uint16_t type, const TransactionId& id) : id_(id) {
-    buf_.reserve(128);
-    put16(type);
-    put16(0);
-    buf_.insert(buf_.end(), kCookie.begin(), kCookie.end());
-    buf_.insert(buf_.end(), id.begin(), id.end());
-  }
-  void attribute(uint16_t type, std::span<const uint8_t> value) {
-    put16(type);
-    put16(static_cast<uint16_t>(value.size()));
-    buf_.insert(buf_.end(), value.begin(), value.end());
-    buf_.resize(padded(buf_.size()), 0);
-  }
-  void xorAddress(const SockAddr& a) {
-    const size_t n = a.family == 6 ? 16 : 4;
-    std::array<uint8_t, 20> v{};
-    v[1] = a.family == 6 ? 2 : 1;
-    const auto port = static_cast<uint16_t>(a.port ^ 0x2112);
-    v[2] = static_cast<uint8_t>(port >> 8);
-    v[3] = static_cast<uint8_t>(port);
-    for (size_t i = 0; i < n; ++i) v[4 + i] = static_cast<uint8_t>(a.addr[i] ^ (i < 4 ? kCookie[i] : id_[i - 4]));
-    attribute(kAttrXorMappedAddress, std::span(v.data(), 4 + n));
-  }
-  bool integrity(std::span<const uint8_t, kIntegrityKeyBytes> key) {
-    std::array<uint8_t, kMacBytes> mac{};
-    if (!integrityMac(buf_, static_cast<uint16_t>(buf_.size() - kHeaderBytes + kIntegrityAttrBytes), key, mac))
-      return false;
-    attribute(kAttrMessageIntegritySha256, mac);
-    return true;
-  }
-  std::vector<uint8_t> finish() {
-    setLength(buf_.size() - kHeaderBytes + kFingerprintAttrBytes);
-    const uint32_t crc = crc32(buf_) ^ kFingerprintXor;
-    const std::array<uint8_t, 4> v = {static_cast<uint8_t>(crc >> 24), static_cast<uint8_t>(crc >> 16),
-                                      static_cast<uint8_t>(crc >> 8), static_cast<uint8_t>(crc)};
-    attribute(kAttrFingerprint, v);
-    setLength(buf_.size() - kHeaderBytes);
-    return std::move(buf_);
-  }
-  size_t size() const { return buf_.size(); }
-
- private:
-  void put16(uint16_t v) {
-    buf_.push_back(static_cast<uint8_t>(v >> 8));
-    buf_.push_back(static_cast<uint8_t>(v));
-  }
-  void setLength(size_t len) {
-    buf_[2] = static_cast<uint8_t>(len >> 8);
-    buf_[3] = static_cast<uint8_t>(len);
-  }
-  const TransactionId& id_;
-  std::vector<uint8_t> buf_;
-};
+// MESSAGE-INTEGRITY-SHA256 over the message written so far.
+bool appendIntegrity(MessageWriter& w, std::span<const uint8_t, kIntegrityKeyBytes> key) {
+  std::array<uint8_t, kMacBytes> mac{};
+  if (!integrityMac(w.bytes(), static_cast<uint16_t>(w.size() - kHeaderBytes + kIntegrityAttrBytes), key, mac))
+    return false;
+  w.attribute(kAttrMessageIntegritySha256, mac);
+  return true;
+}
 
 Error bad(std::string_view why) { return Error(fmt::format("invalid relay STUN message: {}", why)); }
 
@@ -112,28 +65,28 @@ std::vector<uint8_t> buildAuthenticatedBinding(const TransactionId& txid, std::s
                                                std::optional<SockAddr> xorMapped) {
   if (!validUsername(username)) return {};
   if (isResponse && xorMapped && !validAddress(*xorMapped)) return {};
-  Writer w(isResponse ? kBindingSuccess : kBindingRequest, txid);
-  w.attribute(kAttrUsername, std::span(reinterpret_cast<const uint8_t*>(username.data()), username.size()));
-  if (isResponse && xorMapped) w.xorAddress(*xorMapped);
-  if (!w.integrity(key)) return {};
-  return w.finish();
+  MessageWriter w(isResponse ? kBindingSuccess : kBindingRequest, txid);
+  w.text(kAttrUsername, username);
+  if (isResponse && xorMapped) w.address(kAttrXorMappedAddress, *xorMapped, true);
+  if (!appendIntegrity(w, key)) return {};
+  return w.finish(true);
 }
 
 std::vector<uint8_t> buildRelayHelloRequest(const TransactionId& txid) {
-  Writer w(kBindingRequest, txid);
+  MessageWriter w(kBindingRequest, txid);
   const size_t pad = kMinRelayHelloRequestBytes - w.size() - 4 - kFingerprintAttrBytes;
   const std::vector<uint8_t> zeros(pad, 0);
   w.attribute(kAttrPadding, zeros);
-  return w.finish();
+  return w.finish(true);
 }
 
 std::vector<uint8_t> buildRelayHello(const TransactionId& txid, const SockAddr& xorMapped,
                                      const std::array<uint8_t, kRelayKeyBytes>& relayPublicKey) {
   if (!validAddress(xorMapped)) return {};
-  Writer w(kBindingSuccess, txid);
-  w.xorAddress(xorMapped);
+  MessageWriter w(kBindingSuccess, txid);
+  w.address(kAttrXorMappedAddress, xorMapped, true);
   w.attribute(kAttrPlexdRelayKey, relayPublicKey);
-  return w.finish();
+  return w.finish(true);
 }
 
 Result<AuthenticatedBinding> parseAuthenticatedBinding(std::span<const uint8_t> d) {

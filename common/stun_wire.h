@@ -9,6 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
+#include <vector>
+
+#include "common/netaddr.h"
 
 namespace plexd::stun {
 
@@ -37,5 +41,32 @@ uint32_t crc32(std::span<const uint8_t> bytes);
 // so the length would be 0 and the packet 20 bytes; WireGuard's shortest
 // message has 32).
 bool looksLikeStun(std::span<const uint8_t> datagram);
+
+inline constexpr uint16_t kAttrFingerprintType = 0x8028;
+using StunTxid = std::array<uint8_t, 12>;
+
+// Builds one STUN message: the header (type, magic cookie, transaction id),
+// attributes padded to 4 bytes, the length field set by finish(), an
+// optional FINGERPRINT last.
+class MessageWriter {
+ public:
+  MessageWriter(uint16_t type, const StunTxid& id);
+  void attribute(uint16_t type, std::span<const uint8_t> value);
+  void text(uint16_t type, std::string_view s) {
+    attribute(type, std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  }
+  // (XOR-)MAPPED-ADDRESS-shaped value; nothing for an address of family 0.
+  void address(uint16_t type, const SockAddr& a, bool xored);
+  // The message so far, length field not yet set (MESSAGE-INTEGRITY input).
+  std::span<const uint8_t> bytes() const { return buf_; }
+  size_t size() const { return buf_.size(); }
+  std::vector<uint8_t> finish(bool fingerprint);
+
+ private:
+  void put16(uint16_t v);
+  void setLength(size_t len);
+  const StunTxid& id_;
+  std::vector<uint8_t> buf_;
+};
 
 }  // namespace plexd::stun

@@ -45,66 +45,7 @@ uint16_t messageType(uint16_t method, StunClass cls) {
 
 // ---- encoding ----
 
-class Writer {
- public:
-  Writer(uint16_t type, const TransactionId& id) : id_(id) {
-    put16(type);
-    put16(0);  // length, set by finish()
-    buf_.insert(buf_.end(), kCookieBytes.begin(), kCookieBytes.end());
-    buf_.insert(buf_.end(), id.begin(), id.end());
-  }
-
-  void attribute(uint16_t type, std::span<const uint8_t> value) {
-    put16(type);
-    put16(static_cast<uint16_t>(value.size()));
-    buf_.insert(buf_.end(), value.begin(), value.end());
-    buf_.resize(padded(buf_.size()), 0);
-  }
-
-  void text(uint16_t type, std::string_view s) {
-    attribute(type, std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
-  }
-
-  void address(uint16_t type, const SockAddr& a, bool xored) {
-    if (a.family != 4 && a.family != 6) return;
-    const size_t n = a.family == 6 ? 16 : 4;
-    std::array<uint8_t, 20> v{};
-    v[1] = a.family == 6 ? 2 : 1;
-    uint16_t port = a.port;
-    if (xored) port ^= static_cast<uint16_t>(kStunMagicCookie >> 16);
-    v[2] = static_cast<uint8_t>(port >> 8);
-    v[3] = static_cast<uint8_t>(port);
-    for (size_t i = 0; i < n; ++i) v[4 + i] = static_cast<uint8_t>(a.addr[i] ^ (xored ? xorPad(i) : 0));
-    attribute(type, std::span(v.data(), 4 + n));
-  }
-
-  std::vector<uint8_t> finish(bool fingerprint) {
-    if (fingerprint) {
-      setLength(buf_.size() - kStunHeaderBytes + 8);
-      const uint32_t crc = crc32(buf_) ^ kStunFingerprintXor;
-      const std::array<uint8_t, 4> v = {static_cast<uint8_t>(crc >> 24), static_cast<uint8_t>(crc >> 16),
-                                        static_cast<uint8_t>(crc >> 8), static_cast<uint8_t>(crc)};
-      attribute(kAttrFingerprint, v);
-    }
-    setLength(buf_.size() - kStunHeaderBytes);
-    return std::move(buf_);
-  }
-
- private:
-  // Byte i of magic cookie ‖ transaction id, the XOR-MAPPED-ADDRESS pad.
-  uint8_t xorPad(size_t i) const { return i < 4 ? kCookieBytes[i] : id_[i - 4]; }
-  void put16(uint16_t v) {
-    buf_.push_back(static_cast<uint8_t>(v >> 8));
-    buf_.push_back(static_cast<uint8_t>(v));
-  }
-  void setLength(size_t len) {
-    buf_[2] = static_cast<uint8_t>(len >> 8);
-    buf_[3] = static_cast<uint8_t>(len);
-  }
-
-  const TransactionId& id_;
-  std::vector<uint8_t> buf_;
-};
+using Writer = stun::MessageWriter;
 
 // ---- decoding ----
 
