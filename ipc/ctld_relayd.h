@@ -29,6 +29,7 @@ struct RelayPortItem {
   static constexpr bool kCarriesFd = false;
   uint16_t port = 0;
   std::string owner;  // the peer node id this port belongs to; "" = no owner (the shared listen port)
+  bool operator==(const RelayPortItem&) const = default;
   template <class V>
   void fields(V& v) {
     v(port, "port", Range<uint16_t>{1024, 65535});

@@ -60,8 +60,8 @@ Status NetdLink::sendStun(const SockAddr& to, std::span<const uint8_t> datagram)
   ipc::StunSend m;
   m.to = to;
   m.datagram.assign(datagram.begin(), datagram.end());
-  // Checked here too: an invalid one would make netd close the channel.
-  if (auto st = m.validate(); !st) return st;
+  // The encoder runs validate(): an invalid one is refused here, never sent
+  // (netd would close the channel).
   return channel_->send(m);
 }
 

@@ -6,18 +6,6 @@
 
 namespace plexd::ctld::relay {
 
-namespace {
-
-bool sameSet(const std::vector<ipc::RelayPortItem>& a, const std::vector<ipc::RelayPortItem>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].port != b[i].port || a[i].owner != b[i].owner) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 RelayLink::RelayLink() = default;
 
 RelayLink::~RelayLink() { *alive_ = false; }
@@ -76,7 +64,7 @@ void RelayLink::send() {
     status_.state = desired_->empty() ? "disabled" : "waiting";
     return;
   }
-  if (sent_ && sameSet(*sent_, *desired_)) return;
+  if (sent_ == desired_) return;
   status_.state = "sending";
   auto items = *desired_;
   std::weak_ptr<bool> alive = alive_;
