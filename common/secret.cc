@@ -10,6 +10,10 @@
 #include <utility>
 
 namespace plexd {
+
+void wipeBytes(void* data, size_t size) noexcept {
+  if (data != nullptr && size != 0) OPENSSL_cleanse(data, size);
+}
 namespace detail {
 namespace {
 

@@ -12,6 +12,7 @@
 // key written into a WireGuard UAPI request.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -111,6 +112,36 @@ class SecretString {
 
   detail::SecretBuffer buf_;
   size_t size_ = 0;
+};
+
+// Overwrites `size` bytes at `data` with zeros in a way the compiler keeps.
+void wipeBytes(void* data, size_t size) noexcept;
+
+// A small key held by value where one locked page per key would be too much
+// (e.g. the relay's per-node binding keys): copyable, and every copy wipes
+// itself when destroyed or overwritten. No formatting, like SecretBytes.
+template <size_t N>
+class WipedArray {
+ public:
+  WipedArray() = default;
+  explicit WipedArray(const std::array<uint8_t, N>& bytes) : b_(bytes) {}
+  WipedArray(const WipedArray&) = default;
+  WipedArray& operator=(const WipedArray& o) {
+    if (this != &o) b_ = o.b_;
+    return *this;
+  }
+  ~WipedArray() { wipeBytes(b_.data(), N); }
+  const std::array<uint8_t, N>& bytes() const { return b_; }
+  std::array<uint8_t, N>& mutableBytes() { return b_; }
+  std::span<const uint8_t, N> span() const { return std::span<const uint8_t, N>(b_); }
+  bool isZero() const {
+    uint8_t acc = 0;
+    for (uint8_t c : b_) acc = static_cast<uint8_t>(acc | c);
+    return acc == 0;
+  }
+
+ private:
+  std::array<uint8_t, N> b_{};
 };
 
 }  // namespace plexd

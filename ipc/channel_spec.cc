@@ -106,6 +106,7 @@ ChannelSpec makePeerChannel(std::string_view name, Peer other) {
   }
   if (other == Peer::relayd) {
     s.permissions.push_back(permitSetItem<RelayPortItem>({Peer::ctld}));
+    s.permissions.push_back(permit<RelayIdentity>({Peer::ctld}));
     s.permissions.push_back(permit<RelayStatusRequest>({Peer::ctld}));
     s.permissions.push_back(permit<RelayStatusReply>({Peer::relayd}));
   }

@@ -133,6 +133,23 @@ struct AgentStatusReply {
     v(nat_error, "nat_error", Max{kMaxStatusText});
     v(nat_reported_ms, "nat_reported_ms");
     v(nat_report_result, "nat_report_result", Max{kMaxStatusText});
+    v(relay_relays, "relay_relays");
+    v(relay_registered, "relay_registered");
+    v(relay_binding_error, "relay_binding_error", Max{kMaxStatusText});
+    v(relay_state, "relay_state", Max{32});
+    v(relay_ports, "relay_ports");
+    v(relay_bindings, "relay_bindings");
+    v(relay_sessions, "relay_sessions");
+    v(relay_forwarded_packets, "relay_forwarded_packets");
+    v(relay_forwarded_bytes, "relay_forwarded_bytes");
+    v(relay_dropped_unknown_source, "relay_dropped_unknown_source");
+    v(relay_dropped_not_wireguard, "relay_dropped_not_wireguard");
+    v(relay_dropped_no_route, "relay_dropped_no_route");
+    v(relay_dropped_limits, "relay_dropped_limits");
+    v(relay_registrations, "relay_registrations");
+    v(relay_registrations_rejected, "relay_registrations_rejected");
+    v(relay_registrations_rate_limited, "relay_registrations_rate_limited");
+    v(relay_error, "relay_error", Max{kMaxStatusText});
   }
   // Counters for /metrics.
   uint64_t reconcile_cycles = 0;
@@ -151,6 +168,25 @@ struct AgentStatusReply {
   std::string nat_error;          // of the last failed cycle
   uint64_t nat_reported_ms = 0;   // the control plane last accepted PUT /endpoint (Unix ms)
   std::string nat_report_result;
+  // Relay registration of this node (its peers' fallback endpoints).
+  uint32_t relay_relays = 0;      // relay endpoints this node registers on
+  uint32_t relay_registered = 0;  // of which registered now
+  std::string relay_binding_error;  // the first relay's last error, "" none
+  // The bridge's relay (plexd-relayd): disabled | waiting | sending | applied | error.
+  std::string relay_state;
+  uint32_t relay_ports = 0;
+  uint32_t relay_bindings = 0;
+  uint32_t relay_sessions = 0;
+  uint64_t relay_forwarded_packets = 0;
+  uint64_t relay_forwarded_bytes = 0;
+  uint64_t relay_dropped_unknown_source = 0;  // spoofed or unregistered sources, unknown sessions
+  uint64_t relay_dropped_not_wireguard = 0;
+  uint64_t relay_dropped_no_route = 0;
+  uint64_t relay_dropped_limits = 0;          // session limit, rate limits (floods)
+  uint64_t relay_registrations = 0;
+  uint64_t relay_registrations_rejected = 0;
+  uint64_t relay_registrations_rate_limited = 0;
+  std::string relay_error;
 };
 
 // apid -> ctld (and supervisor -> ctld on the lifecycle channel): report.

@@ -90,6 +90,7 @@ enum class MsgType : uint16_t {
   relay_port = 108,
   relay_status_request = 109,
   relay_status_reply = 110,
+  relay_identity = 111,
 };
 
 inline constexpr uint32_t kMaxChannelNameLen = 64;

@@ -104,6 +104,22 @@ std::string metricsText(const MetricsInput& in) {
              s->fw_drift_repairs);
     w.single("plexd_firewall_dropped_packets_total", "counter", "Packets the mesh firewall dropped.",
              s->fw_dropped_packets);
+    w.single("plexd_relay_registrations", "gauge", "Relays (peers' fallback endpoints) this node is registered on.",
+             s->relay_registered);
+    if (!s->relay_state.empty()) {  // a bridge's relay
+      w.single("plexd_relay_sessions", "gauge", "Node pairs the relay forwards between.", s->relay_sessions);
+      w.single("plexd_relay_bindings", "gauge", "Registered node addresses on the relay's ports.", s->relay_bindings);
+      w.single("plexd_relay_forwarded_packets_total", "counter", "Datagrams the relay forwarded.",
+               s->relay_forwarded_packets);
+      w.single("plexd_relay_forwarded_bytes_total", "counter", "Bytes the relay forwarded.", s->relay_forwarded_bytes);
+      w.family("plexd_relay_dropped_packets_total", "counter", "Datagrams the relay dropped, by reason.");
+      w.sample("plexd_relay_dropped_packets_total", s->relay_dropped_unknown_source, "reason=\"unknown_source\"");
+      w.sample("plexd_relay_dropped_packets_total", s->relay_dropped_not_wireguard, "reason=\"not_wireguard\"");
+      w.sample("plexd_relay_dropped_packets_total", s->relay_dropped_no_route, "reason=\"no_route\"");
+      w.sample("plexd_relay_dropped_packets_total", s->relay_dropped_limits, "reason=\"limits\"");
+      w.single("plexd_relay_registrations_rejected_total", "counter",
+               "Relay registrations refused (bad integrity, unknown node, malformed).", s->relay_registrations_rejected);
+    }
   }
   if (in.api) {
     w.family("plexd_api_requests_total", "counter", "Node API requests answered, by HTTP status code.");

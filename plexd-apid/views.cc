@@ -82,6 +82,32 @@ std::string statusJson(const ipc::AgentStatusReply& s, WallTime now, size_t loca
   time(j, s.nat_reported_ms);
   j.key("report_result").str(s.nat_report_result);
   j.endObject();
+  j.key("relay").beginObject();
+  j.key("relays").num(s.relay_relays);
+  j.key("registered").num(s.relay_registered);
+  j.key("error").str(s.relay_binding_error);
+  if (!s.relay_state.empty()) {
+    // A bridge: its own relay (plexd-relayd).
+    j.key("service").beginObject();
+    j.key("state").str(s.relay_state);
+    j.key("ports").num(s.relay_ports);
+    j.key("bindings").num(s.relay_bindings);
+    j.key("sessions").num(s.relay_sessions);
+    j.key("forwarded_packets").num(s.relay_forwarded_packets);
+    j.key("forwarded_bytes").num(s.relay_forwarded_bytes);
+    j.key("dropped").beginObject();
+    j.key("unknown_source").num(s.relay_dropped_unknown_source);
+    j.key("not_wireguard").num(s.relay_dropped_not_wireguard);
+    j.key("no_route").num(s.relay_dropped_no_route);
+    j.key("limits").num(s.relay_dropped_limits);
+    j.endObject();
+    j.key("registrations").num(s.relay_registrations);
+    j.key("registrations_rejected").num(s.relay_registrations_rejected);
+    j.key("registrations_rate_limited").num(s.relay_registrations_rate_limited);
+    j.key("error").str(s.relay_error);
+    j.endObject();
+  }
+  j.endObject();
   j.key("reports").beginObject();
   const uint64_t pending = uint64_t{s.reports_pending} + localUnsynced;
   j.key("pending").num(pending);

@@ -8,6 +8,7 @@
 // Exit codes: 0 stopped, 1 start-up failure, 75 the control plane kept
 // failing the registration for its whole retry budget, 78 an operator must
 // act (missing inputs, token refused).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,13 +16,16 @@
 #include <string_view>
 
 #include "common/atomic_file.h"
+#include "common/base64.h"
 #include "common/daemon.h"
 #include "common/event.h"
 #include "common/http_client.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "plexd-ctld/agent/agent.h"
+#include "plexd-ctld/relay/relay_binder.h"
 #include "plexd-ctld/relay/relay_link.h"
+#include "plexd-ctld/relay/relay_status.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/netd_link.h"
 #include "plexd-ctld/agent/policy_link.h"
@@ -106,15 +110,34 @@ int main(int argc, char** argv) {
   // and the node-state push on every apid channel; services set below.
   ctld::ApidLink apid([&statusNow] { return statusNow(); });
   // Bridge nodes: the relay ports plexd-relayd holds (§20; relayd runs in bridge mode).
-  ctld::relay::RelayLink relay;
-  (*links)->onPeerChannel([&apid, &netd, &policy, &relay, &agentPtr, policyEnabled](ipc::Peer peer,
-                                                                                     ipc::Channel& ch) {
+  // Each owner's registration key and the bridge's own key come from netd.
+  ctld::relay::RelayLinkKeys relayKeys;
+  relayKeys.ownPublicKey = [&netd](std::function<void(Result<ipc::WgPublicKey>)> done) {
+    netd.publicKey([done = std::move(done)](Result<std::string> b64) {
+      if (!b64) return done(b64.takeError());
+      auto raw = base64Decode(*b64);
+      if (!raw || raw->size() != 32) return done(Error("netd handed over an unusable WireGuard key"));
+      ipc::WgPublicKey k{};
+      std::copy(raw->begin(), raw->end(), k.begin());
+      done(k);
+    });
+  };
+  relayKeys.derive = [&netd](const ipc::WgPublicKey& node, std::function<void(Result<ctld::relay::BindingKey>)> done) {
+    netd.relayKey(node, ipc::RelayKeyRole::relay, std::move(done));
+  };
+  ctld::relay::RelayLink relay(std::move(relayKeys));
+  // Every node: registration on the relays its peers' fallback endpoints name.
+  ctld::relay::RelayBinder* binderPtr = nullptr;
+  (*links)->onPeerChannel([&apid, &netd, &policy, &relay, &agentPtr, &binderPtr, policyEnabled](ipc::Peer peer,
+                                                                                                 ipc::Channel& ch) {
     if (peer == ipc::Peer::apid) apid.attach(ch);
     if (peer == ipc::Peer::relayd) relay.attach(ch);
     if (peer == ipc::Peer::netd) {
       if (policyEnabled) policy.attach(ch);
       netd.attach(ch);
       if (agentPtr) agentPtr->stunPathUp();  // a cycle that found netd away failed: look again now
+      if (binderPtr) binderPtr->pathUp();
+      relay.refreshKeys();  // the WireGuard key may have changed with netd
     }
   });
   (*links)->onPeerClosed([&apid, &netd, &policy, &relay](ipc::Peer peer, std::uint32_t, const Error&) {
@@ -168,28 +191,52 @@ int main(int argc, char** argv) {
   reports.onUnauthorized([&agent](const ctld::Problem& p) { agent.credentialRefused("reports", p); });
   agent.addApplier(statePush.applier());  // first: never fails, never waits
   agent.addApplier(relay.applier());      // never fails either: a relay problem is its status
+  ctld::relay::RelayBinder binder(
+      loop, systemClock(), netd.stunTransport(),
+      [&netd](const ipc::WgPublicKey& relayKey, std::function<void(Result<ctld::relay::BindingKey>)> done) {
+        netd.relayKey(relayKey, ipc::RelayKeyRole::node, std::move(done));
+      });
   if (!standalone) {
+    binderPtr = &binder;
+    if (auto st = binder.start(); !st) return startupFailed("relay registration", st.error());
+    agent.addApplier(binder.applier());  // never fails, never waits
     if (policyEnabled) agent.addApplier(policy.applier());
     agent.addApplier(netd.applier());
     agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
     agent.setStunTransport(netd.stunTransport());  // NAT discovery (§10): STUN from the WireGuard port
-    netd.onStun([&agent](const SockAddr& from, const SockAddr& local, std::span<const uint8_t> bytes) {
-      agent.stunDatagram(from, local, bytes);
+    netd.onStun([&agent, &binder](const SockAddr& from, const SockAddr& local, std::span<const uint8_t> bytes) {
+      if (binder.isRelay(from)) return binder.onDatagram(from, bytes);  // a relay's answer
+      agent.stunDatagram(from, local, bytes);                           // a STUN server's
     });
   }
-  agent.onIdentity([&netd, &secrets, &reports](const ctld::Identity& id) {
+  agent.onIdentity([&netd, &secrets, &reports, &binder](const ctld::Identity& id) {
+    binder.setNodeId(id.nodeId);
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
     secrets.setKey(id.nsk);
     reports.credentialsChanged();
   });
-  statusNow = [&agent, &netd, &policy, &reports, &secrets, standalone, policyEnabled, api = config->api.baseUrl] {
+  const bool bridgeMode = config->mode == Mode::bridge;
+  statusNow = [&agent, &netd, &policy, &reports, &secrets, &relay, &binder, standalone, policyEnabled, bridgeMode,
+               api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     if (!standalone) ctld::addWireGuardStatus(r, netd.status());
+    if (!standalone) ctld::relay::addRelayBindingStatus(r, binder.status());
+    if (bridgeMode) ctld::relay::addRelayServiceStatus(r, relay.status());
     if (!standalone && policyEnabled) ctld::addFirewallStatus(r, policy.status());
     ctld::addNodeApiStatus(r, reports.status(), secrets.status());
     return r;
   };
+  // relayd's counters for status and /metrics, every 5 s (bridges with a relay).
+  event::Source relayTimer;
+  if (bridgeMode) {
+    auto t = event::addTimer((*daemon)->loop(), CLOCK_MONOTONIC, 5'000'000, [&relay, &relayTimer] {
+      relay.requestReport();
+      (void)event::rearmTimer(relayTimer.get(), 5'000'000);
+    });
+    if (!t) return startupFailed("timer", t.error());
+    relayTimer = std::move(*t);
+  }
   // netd's device report (handshakes, traffic) for status, every 30 s.
   event::Source reportTimer;
   if (!standalone) {

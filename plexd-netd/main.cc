@@ -165,10 +165,11 @@ int main(int argc, char** argv) {
   if (!plinks) return startupFailed("peer channels", plinks.error());
   supervisor::PeerLinks* pl = plinks->get();
 
-  // 8. STUN from the WireGuard port (nat.enabled): ctld's Binding requests go
-  //    out with the listen port as source, the answers go back up to ctld.
+  // 8. STUN from the WireGuard port: ctld's Binding requests (NAT discovery
+  //    when nat.enabled; relay registration always) go out with the listen
+  //    port as source, the answers go back up to ctld.
   std::unique_ptr<StunPort> stun;
-  if (config->nat.enabled) {
+  {
     auto p = StunPort::open(loop, so.listenPort, [pl](const SockAddr& from, const SockAddr& local,
                                                       std::span<const uint8_t> bytes) {
       ipc::Channel* ch = pl->peer(ipc::Peer::ctld);
@@ -182,9 +183,11 @@ int main(int argc, char** argv) {
     if (p) {
       stun = std::move(*p);
     } else {
-      // Not fatal: the mesh works without NAT discovery (peers learn our
-      // endpoint from our handshakes); ctld sees its requests go unanswered.
-      log::error("NAT discovery unavailable: cannot send STUN from the WireGuard port", {{"error", p.error().text()}});
+      // Not fatal: the mesh works without NAT discovery and relay
+      // registration (peers learn our endpoint from our handshakes); ctld
+      // sees its requests go unanswered.
+      log::error("NAT discovery and relay registration unavailable: cannot send STUN from the WireGuard port",
+                 {{"error", p.error().text()}});
     }
   }
   StunPort* stunPort = stun.get();

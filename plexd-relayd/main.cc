@@ -1,11 +1,13 @@
 // plexd-relayd: the UDP relay on bridge nodes (docs/relay.md). Start-up per
-// STYLE.md: no privilege (relay ports are ≥ 1024), lock down, the engine on
-// the loop, the ctld channel that says which ports to hold (ipc/ctld_relayd.h).
+// STYLE.md: no privilege (relay ports are ≥ 1024), lock down, the engine and
+// its registrar on the loop, the ctld channel that says which ports to hold,
+// with their owners' keys, and the bridge's identity (ipc/ctld_relayd.h).
 #include <cstdio>
 
 #include "common/daemon.h"
 #include "common/log.h"
 #include "plexd-relayd/engine.h"
+#include "plexd-relayd/registrar.h"
 #include "plexd-relayd/relay_service.h"
 #include "plexd-supervisor/peer_links.h"
 
@@ -32,7 +34,10 @@ int main(int argc, char** argv) {
   limits.max_sessions = static_cast<size_t>(config->bridge.maxRelaySessions);
   auto engine = relayd::RelayEngine::create((*daemon)->loop(), limits, systemClock());
   if (!engine) return startupFailed("relay engine", engine.error());
-  relayd::RelayService service(**engine);
+  // Binding registration on the relay ports (docs/relay.md "Registration"):
+  // node keys and the bridge's identity come from ctld.
+  relayd::Registrar registrar(**engine, systemClock());
+  relayd::RelayService service(**engine, &registrar);
   // The ctld channel: from the supervisor or systemd's socket named ctld.
   auto links = supervisor::PeerLinks::create(**daemon, ipc::Peer::relayd, supervisor::peerLinksOptions(*config, *args));
   if (!links) return startupFailed("peer channels", links.error());

@@ -29,8 +29,13 @@ Result<PortId> RelayService::open(uint16_t port, const std::string& owner) {
 
 Result<size_t> RelayService::apply(const std::vector<ipc::RelayPortItem>& items) {
   std::map<uint16_t, std::string> want;
+  std::map<std::string, const ipc::RelayPortItem*> owners;  // owner → an item carrying its key
   for (const auto& i : items) {
     if (!want.emplace(i.port, i.owner).second) return Error(fmt::format("relay port {} listed twice", i.port));
+    if (i.owner.empty()) continue;
+    auto [it, fresh] = owners.try_emplace(i.owner, &i);
+    if (!fresh && it->second->key != i.key)
+      return Error(fmt::format("the relay ports of node {} carry different keys", i.owner));
   }
   // 1. Close what leaves the set or changes owner (a node owns one port at a
   //    time, and a reopened port needs its number free).
@@ -68,7 +73,29 @@ Result<size_t> RelayService::apply(const std::vector<ipc::RelayPortItem>& items)
     return id.error().wrap(fmt::format("cannot open relay port {}", port));
   }
   for (auto& [port, h] : opened) held_[port] = std::move(h);
+  applyKeys(owners);
   return held_.size();
+}
+
+void RelayService::applyKeys(const std::map<std::string, const ipc::RelayPortItem*>& owners) {
+  if (registrar_ == nullptr) return;
+  // The registrar copies each key into its own (wiped) entry; the items
+  // wipe theirs when the set is destroyed. No other copy is made here.
+  std::set<std::string> keyed;
+  for (const auto& [owner, item] : owners) {
+    if (!item->hasKey()) continue;
+    registrar_->setNodeKey(owner, nodeHandle(owner), item->key);
+    keyed.insert(owner);
+  }
+  for (const auto& owner : keyed_)
+    if (keyed.count(owner) == 0) registrar_->removeNode(owner);
+  keyed_ = std::move(keyed);
+}
+
+Status RelayService::setIdentity(const ipc::WgPublicKey& publicKey) {
+  if (registrar_ == nullptr) return Error("relay registration is not enabled");
+  registrar_->setRelayPublicKey(publicKey);
+  return {};
 }
 
 void RelayService::attach(ipc::Channel& ch) {
@@ -79,9 +106,17 @@ void RelayService::attach(ipc::Channel& ch) {
       (void)reply.fail(n.error());
       return;
     }
-    log::info("relay ports applied", {{"ports", *n}});
+    log::info("relay ports applied", {{"ports", *n}, {"node_keys", keyed_.size()}});
     (void)reply.send(ipc::TxAck{static_cast<uint32_t>(*n)});
     if (onApplied_) onApplied_();
+  });
+  ch.handle<ipc::RelayIdentity>([this](ipc::RelayIdentity&& identity, UniqueFd, ipc::Reply reply) {
+    if (auto st = setIdentity(identity.public_key); !st) {
+      (void)reply.fail(st.error());
+      return;
+    }
+    log::info("relay identity set");
+    (void)reply.send(ipc::TxAck{1});
   });
   ch.handle<ipc::RelayStatusRequest>(
       [this](ipc::RelayStatusRequest&&, UniqueFd, ipc::Reply reply) { (void)reply.send(status()); });
@@ -99,14 +134,23 @@ ipc::RelayStatusReply RelayService::status() const {
   r.dropped_not_wireguard = s.not_wireguard;
   r.dropped_no_route = s.no_route + s.no_destination;
   r.dropped_limits = s.session_limit + s.rate_limited;
+  if (registrar_ != nullptr) {
+    const RegistrarStats g = registrar_->stats();
+    r.registrations = g.registrations;
+    r.hellos = g.hellos;
+    r.registrations_rejected = g.rejected_bad_integrity + g.rejected_unknown_user + g.rejected_malformed;
+    r.registrations_rate_limited = g.rate_limited;
+    r.node_keys = static_cast<uint32_t>(registrar_->nodeCount());
+  }
   return r;
 }
 
 std::string RelayService::statusLine() const {
   const RelayStats s = engine_.stats();
   if (s.ports == 0) return "idle: no relay ports";
-  return fmt::format("relaying: {} port(s), {} binding(s), {} session(s), {} datagrams forwarded", s.ports,
-                     s.bindings, s.sessions, s.tx_packets);
+  const size_t keys = registrar_ != nullptr ? registrar_->nodeCount() : 0;
+  return fmt::format("relaying: {} port(s), {} node key(s), {} binding(s), {} session(s), {} datagrams forwarded",
+                     s.ports, keys, s.bindings, s.sessions, s.tx_packets);
 }
 
 }  // namespace plexd::relayd

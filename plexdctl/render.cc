@@ -322,6 +322,29 @@ std::string renderStatus(const rapidjson::Value& s, WallTime now) {
     if (auto e = strMember(*n, "error"); !e.empty()) kv.add("error", e);
     section(out, "nat", kv);
   }
+  if (const auto* r = member(s, "relay"); r != nullptr && r->IsObject()) {
+    KeyValues kv;
+    const std::string relays = text(member(*r, "relays"));
+    if (relays != "0" || member(*r, "service") != nullptr) {
+      kv.add("registered", text(member(*r, "registered")) + " of " + relays + " relays");
+      if (auto e = strMember(*r, "error"); !e.empty()) kv.add("error", e);
+      if (const auto* sv = member(*r, "service"); sv != nullptr && sv->IsObject()) {
+        kv.add("service", text(member(*sv, "state")) + ", " + text(member(*sv, "ports")) + " ports, " +
+                              text(member(*sv, "bindings")) + " bindings, " + text(member(*sv, "sessions")) +
+                              " sessions");
+        kv.add("forwarded", text(member(*sv, "forwarded_packets")) + " packets, " +
+                                text(member(*sv, "forwarded_bytes")) + " bytes");
+        if (const auto* d = member(*sv, "dropped"); d != nullptr && d->IsObject())
+          kv.add("dropped", "unknown source " + text(member(*d, "unknown_source")) + ", not wireguard " +
+                                text(member(*d, "not_wireguard")) + ", no route " + text(member(*d, "no_route")) +
+                                ", limits " + text(member(*d, "limits")));
+        kv.add("registrations", text(member(*sv, "registrations")) + " (rejected " +
+                                    text(member(*sv, "registrations_rejected")) + ")");
+        if (auto e = strMember(*sv, "error"); !e.empty()) kv.add("service error", e);
+      }
+      section(out, "relay", kv);
+    }
+  }
   if (const auto* r = member(s, "reports"); r != nullptr && r->IsObject()) {
     KeyValues kv;
     std::string pending = text(member(*r, "pending"));

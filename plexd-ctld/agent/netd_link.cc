@@ -65,6 +65,22 @@ Status NetdLink::sendStun(const SockAddr& to, std::span<const uint8_t> datagram)
   return channel_->send(m);
 }
 
+void NetdLink::relayKey(const ipc::WgPublicKey& peer, ipc::RelayKeyRole role,
+                        std::function<void(Result<RelayKey>)> done) {
+  if (channel_ == nullptr) return done(Error("plexd-netd is not connected"));
+  ipc::RelayKeyRequest req;
+  req.peer_public_key = peer;
+  req.role = role;
+  const uint64_t gen = generation_;
+  channel_->call(req, options_.callTimeout,
+                 [this, gen, alive = std::weak_ptr<bool>(alive_), done = std::move(done)](Result<ipc::RelayKeyReply> r) {
+                   if (alive.expired()) return;
+                   if (gen != generation_) return done(Error("the netd channel went away"));
+                   if (!r) return done(r.takeError().wrap("relay_key"));
+                   done(RelayKey(r->key));  // r wipes its copy, RelayKey its own
+                 });
+}
+
 void NetdLink::detach() {
   channel_ = nullptr;
   reportInFlight_ = false;

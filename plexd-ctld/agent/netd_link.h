@@ -32,9 +32,11 @@
 #include <vector>
 
 #include "common/netaddr.h"
+#include "common/secret.h"
 #include "ipc/channel.h"
 #include "ipc/ctld_netd.h"
 #include "ipc/ctld_netd_nat.h"
+#include "ipc/ctld_netd_relay.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/nat/discovery.h"
 #include "plexd-ctld/reconcile/reconciler.h"
@@ -104,6 +106,14 @@ class NetdLink {
   // changes, or the pages do not arrive within `timeout` in total.
   void peerStats(std::optional<ipc::WgPublicKey> last, std::chrono::milliseconds timeout,
                  std::function<void(Result<std::vector<ipc::WgPeerStats>>)> done);
+
+  // The relay binding key for (this node's WireGuard key, `peer`) from netd
+  // (ipc/ctld_netd_relay.h): role node = `peer` is a bridge's relay; role
+  // relay = this node is the bridge and `peer` a node binding itself. The key
+  // is a secret: the caller wipes it. Fails at once when netd is not connected.
+  using RelayKey = WipedArray<ipc::kRelayKeySize>;
+  void relayKey(const ipc::WgPublicKey& peer, ipc::RelayKeyRole role,
+                std::function<void(Result<RelayKey>)> done);
 
   // The ipc peer for one snapshot peer (errors: unusable key or address).
   Result<ipc::WgPeer> toWgPeer(const SnapshotPeer& p) const;

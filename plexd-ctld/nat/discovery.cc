@@ -1,15 +1,9 @@
 #include "plexd-ctld/nat/discovery.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cassert>
-#include <cstring>
-#include <memory>
 
 #include "common/log.h"
 
@@ -26,71 +20,12 @@ uint64_t usecUntil(MonoTime at, MonoTime now) {
 
 std::string seconds(std::chrono::milliseconds d) { return fmt::format("{:.3g} s", static_cast<double>(d.count()) / 1000.0); }
 
-// A dual-stack socket reports IPv4 sources as ::ffff:a.b.c.d.
-SockAddr unmapV4(const SockAddr& a) {
-  static constexpr std::array<uint8_t, 12> kPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (a.family != 6 || !std::equal(kPrefix.begin(), kPrefix.end(), a.addr.begin())) return a;
-  SockAddr v4;
-  v4.family = 4;
-  std::copy_n(a.addr.begin() + 12, 4, v4.addr.begin());
-  v4.port = a.port;
-  return v4;
-}
-
 // RFC 5780 needs an alternate IP and an alternate port, in the family we use.
 bool usableOtherAddress(const SockAddr& other, const SockAddr& primary) {
   return other.family == primary.family && other.addr != primary.addr && other.port != primary.port;
 }
 
-struct AddrInfoFree {
-  void operator()(addrinfo* ai) const noexcept { freeaddrinfo(ai); }
-};
-
 }  // namespace
-
-Result<SockAddr> resolveStunServer(std::string_view hostPort) {
-  if (auto literal = SockAddr::parse(hostPort); literal) return literal;
-  const size_t colon = hostPort.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || hostPort.front() == '[')
-    return Error(fmt::format("STUN server \"{}\" is not host:port", hostPort));
-  const std::string host(hostPort.substr(0, colon));
-  const std::string port(hostPort.substr(colon + 1));
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
-    return Error(fmt::format("STUN server \"{}\" has no valid port", hostPort));
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_DGRAM;
-  hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-  addrinfo* raw = nullptr;
-  const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &raw);
-  std::unique_ptr<addrinfo, AddrInfoFree> list(raw);
-  if (rc != 0)
-    return Error(fmt::format("cannot resolve STUN server {}: {}", host, rc == EAI_SYSTEM ? std::strerror(errno)
-                                                                                        : gai_strerror(rc)));
-  std::optional<SockAddr> v4, v6;
-  for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
-    SockAddr a;
-    if (ai->ai_family == AF_INET && !v4 && ai->ai_addrlen >= sizeof(sockaddr_in)) {
-      sockaddr_in sin{};
-      std::memcpy(&sin, ai->ai_addr, sizeof sin);
-      a.family = 4;
-      std::memcpy(a.addr.data(), &sin.sin_addr, 4);
-      a.port = ntohs(sin.sin_port);
-      v4 = a;
-    } else if (ai->ai_family == AF_INET6 && !v6 && ai->ai_addrlen >= sizeof(sockaddr_in6)) {
-      sockaddr_in6 sin6{};
-      std::memcpy(&sin6, ai->ai_addr, sizeof sin6);
-      a.family = 6;
-      std::memcpy(a.addr.data(), &sin6.sin6_addr, 16);
-      a.port = ntohs(sin6.sin6_port);
-      v6 = unmapV4(a);
-    }
-  }
-  auto chosen = v4 ? v4 : v6;
-  if (!chosen) return Error(fmt::format("STUN server {} has no IPv4 or IPv6 address", host));
-  if (auto st = chosen->validate(); !st) return st.takeError().wrap(fmt::format("STUN server {}", hostPort));
-  return *chosen;
-}
 
 NatDiscovery::NatDiscovery(sd_event* loop, const Clock& clock, StunTransport& transport, NatDiscoveryOptions options,
                            std::function<void(const NatResult&)> onResult, std::function<void(const Error&)> onFailure,
@@ -101,7 +36,9 @@ NatDiscovery::NatDiscovery(sd_event* loop, const Clock& clock, StunTransport& tr
       options_(std::move(options)),
       onResult_(std::move(onResult)),
       onFailure_(std::move(onFailure)),
-      random_(random) {
+      random_(random),
+      names_(loop, clock, options_.resolve,
+             [this](const std::string& name, bool resolved) { onNameResolved(name, resolved); }, options_.names) {
   if (options_.servers.size() > kMaxStunServers) {
     log::warning("too many STUN servers; using the first ones", {{"configured", options_.servers.size()},
                                                                  {"used", kMaxStunServers}});
@@ -136,6 +73,7 @@ void NatDiscovery::arm() {
     if (!due || t < *due) due = t;
   };
   if (!cycle_ && nextCycleAt_) consider(*nextCycleAt_);
+  if (cycle_ && cycle_->nameWait) consider(cycle_->nameWait->done ? clock_.now() : cycle_->nameWait->until);
   for (const auto& tx : tx_) {
     consider(tx.giveUpAt);
     if (tx.sends < kMaxStunSends && tx.nextSendAt < tx.giveUpAt) consider(tx.nextSendAt);
@@ -166,8 +104,35 @@ void NatDiscovery::runDue() {
         log::debug("STUN retransmission not sent", {{"to", tx.to.str()}, {"error", st.error().text()}});
     }
   }
+  // A name the cycle waits for resolved, or the wait timed out: go on
+  // (with that server, or past it).
+  if (cycle_ && cycle_->nameWait && (cycle_->nameWait->done || cycle_->nameWait->until <= now)) {
+    if (cycle_->nameWait->fallback)
+      tryFallback();
+    else
+      tryPrimary();
+  }
   if (!cycle_ && nextCycleAt_ && *nextCycleAt_ <= now) startCycle();
   arm();
+}
+
+void NatDiscovery::onNameResolved(const std::string& name, bool resolved) {
+  if (cycle_) {
+    Cycle& c = *cycle_;
+    if (c.nameWait && options_.servers[c.nameWait->index] == name) {
+      // Continue from runDue, like every other step of the cycle.
+      c.nameWait->done = true;
+      arm();
+    } else if (resolved && c.skippedName) {
+      c.resolvedLater = true;
+    }
+    return;
+  }
+  if (resolved && rerunOnResolve_) {
+    rerunOnResolve_ = false;
+    log::debug("STUN server name resolved: NAT discovery runs again", {{"server", name}});
+    runNow();
+  }
 }
 
 void NatDiscovery::startCycle() {
@@ -180,12 +145,27 @@ void NatDiscovery::startCycle() {
   tryPrimary();
 }
 
-Result<SockAddr> NatDiscovery::resolve(size_t index) {
+std::optional<Result<SockAddr>> NatDiscovery::serverAddress(size_t index, bool fallback) {
+  Cycle& c = *cycle_;
   const std::string& name = options_.servers[index];
-  auto a = options_.resolve ? options_.resolve(name) : resolveStunServer(name);
-  if (!a) return a;
-  if (a->empty() || !a->validate()) return Error(fmt::format("STUN server {} resolved to an unusable address", name));
-  return a;
+  NameAnswer a = names_.get(name);
+  const bool waited = c.nameWait && c.nameWait->index == index;
+  if (a.state == NameAnswer::State::resolved) {
+    c.nameWait.reset();
+    return Result<SockAddr>(a.address);
+  }
+  if (a.state == NameAnswer::State::failed) {
+    c.nameWait.reset();
+    return Result<SockAddr>(Error(std::move(a.error)));
+  }
+  const MonoTime now = clock_.now();
+  if (!waited) c.nameWait = NameWait{.index = index, .fallback = fallback, .until = now + options_.timeout};
+  c.nameWait->done = false;
+  if (now < c.nameWait->until) return std::nullopt;
+  c.nameWait.reset();
+  c.skippedName = true;
+  return Result<SockAddr>(Error(fmt::format("the name of STUN server {} did not resolve within {} (the lookup goes on)",
+                                            name, seconds(options_.timeout))));
 }
 
 bool NatDiscovery::begin(Test test, const SockAddr& to, const SockAddr& expectFrom, ChangeRequest change) {
@@ -230,8 +210,11 @@ Status NatDiscovery::sendOnce(Transaction& tx, MonoTime now) {
 void NatDiscovery::tryPrimary() {
   Cycle& c = *cycle_;
   while (c.nextServer < options_.servers.size()) {
-    const size_t index = c.nextServer++;
-    auto a = resolve(index);
+    const size_t index = c.nextServer;
+    auto r = serverAddress(index, false);
+    if (!r) return;  // waiting for its name
+    ++c.nextServer;
+    auto& a = *r;
     if (!a) {
       c.lastError = a.error().text();
       log::debug("STUN server skipped", {{"server", options_.servers[index]}, {"error", c.lastError}});
@@ -284,8 +267,11 @@ void NatDiscovery::startMapping() {
 void NatDiscovery::tryFallback() {
   Cycle& c = *cycle_;
   while (c.nextServer < options_.servers.size()) {
-    const size_t index = c.nextServer++;
-    auto a = resolve(index);
+    const size_t index = c.nextServer;
+    auto r = serverAddress(index, true);
+    if (!r) return;  // waiting for its name
+    ++c.nextServer;
+    auto& a = *r;
     if (!a) {
       log::debug("STUN server skipped for the mapping comparison",
                  {{"server", options_.servers[index]}, {"error", a.error().text()}});
@@ -338,13 +324,30 @@ void NatDiscovery::completed(const Transaction& tx, Outcome outcome, const Bindi
 }
 
 void NatDiscovery::finishClassified() {
-  lastClassifiedAt_ = clock_.now();
-  finish(NatResult{*cycle_->results.primaryMapped, classifyNat(cycle_->results)});
+  // Classified without a server whose name was still being resolved: the
+  // next cycle classifies again instead of keeping this class.
+  const bool provisional = cycle_->skippedName;
+  if (provisional)
+    lastClassifiedAt_.reset();
+  else
+    lastClassifiedAt_ = clock_.now();
+  finish(NatResult{*cycle_->results.primaryMapped, classifyNat(cycle_->results)}, provisional);
 }
 
-void NatDiscovery::finish(NatResult result) {
+void NatDiscovery::scheduleNext(bool provisional) {
+  nextCycleAt_ = clock_.now() + options_.refreshInterval;
+  rerunOnResolve_ = false;
+  if (!provisional) return;
+  if (cycle_->resolvedLater)
+    nextCycleAt_ = clock_.now();  // a skipped name resolved meanwhile
+  else
+    rerunOnResolve_ = true;  // onNameResolved starts the next cycle
+}
+
+void NatDiscovery::finish(NatResult result, bool provisional) {
   const bool changed = !last_ || *last_ != result;
   const std::string server = cycle_->primaryName;
+  scheduleNext(provisional);
   cycle_.reset();
   tx_.clear();
   stats_.running = false;
@@ -354,7 +357,6 @@ void NatDiscovery::finish(NatResult result) {
   stats_.lastError.clear();
   stats_.lastSuccessAt = clock_.wallNow();
   last_ = result;
-  nextCycleAt_ = clock_.now() + options_.refreshInterval;
   if (!lastLoggedFailure_.empty()) log::info("NAT discovery works again");
   lastLoggedFailure_.clear();
   if (changed)
@@ -368,13 +370,13 @@ void NatDiscovery::finish(NatResult result) {
 
 void NatDiscovery::fail() {
   std::string why = cycle_->lastError.empty() ? "no STUN server configured" : cycle_->lastError;
+  scheduleNext(cycle_->skippedName);
   cycle_.reset();
   tx_.clear();
   stats_.running = false;
   ++stats_.failures;
   stats_.lastError = why;
   stats_.lastFailureAt = clock_.wallNow();
-  nextCycleAt_ = clock_.now() + options_.refreshInterval;
   Error error(fmt::format("no STUN server gave a usable answer (last: {}); check that UDP to nat.stun_servers "
                           "is allowed; the previous endpoint stays reported",
                           why));

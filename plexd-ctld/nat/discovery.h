@@ -40,12 +40,17 @@
 // when the next is due. Unit tests advance a FakeClock and call runDue().
 // Callbacks run from runDue()/onDatagram(), never from start()/runNow().
 //
-// Server names: numeric literals ("192.0.2.1:3478", "[2001:db8::1]:3478")
-// never block. Names are resolved with getaddrinfo when a cycle reaches that
-// server: this blocks the loop for as long as the system resolver takes
-// (bounded by resolv.conf's timeout × attempts; the cache of
-// systemd-resolved/nscd usually answers at once). IPv4 is preferred: the
-// first IPv4 address, else the first IPv6 one.
+// Server names (resolver.h): numeric literals ("192.0.2.1:3478",
+// "[2001:db8::1]:3478") are used as they are. Names are looked up on a
+// worker thread, never on the loop, and cached (an address 5 min, then
+// refreshed while still used; a failure 30 s). A cycle that reaches a
+// server whose name is not resolved yet starts the lookup and waits for it
+// without blocking the loop, at most `timeout` (like a silent server); then
+// it moves on to the next server, and the lookup goes on in the background.
+// A cycle that ran without such a server (it failed, or its class lacks
+// that server's test) is followed by a new one as soon as a name resolves,
+// and its class is not kept. IPv4 is preferred: the first IPv4 address,
+// else the first IPv6 one.
 #pragma once
 
 #include <systemd/sd-event.h>
@@ -64,6 +69,7 @@
 #include "common/netaddr.h"
 #include "common/random.h"
 #include "common/result.h"
+#include "plexd-ctld/nat/resolver.h"
 #include "plexd-ctld/nat/stun.h"
 
 namespace plexd::ctld::nat {
@@ -85,18 +91,16 @@ struct NatResult {
   bool operator==(const NatResult&) const = default;
 };
 
-// "host:port" → an address. Numeric hosts are parsed; names go through
-// getaddrinfo (blocking), first IPv4 address else first IPv6.
-using StunResolver = std::function<Result<SockAddr>(std::string_view hostPort)>;
-Result<SockAddr> resolveStunServer(std::string_view hostPort);
-
 struct NatDiscoveryOptions {
   std::vector<std::string> servers;                // nat.stun_servers, host:port, tried in order
   std::chrono::milliseconds timeout{5'000};        // nat.timeout: per server and per test
   std::chrono::milliseconds refreshInterval{60'000};  // nat.refresh_interval: end of a cycle → next
   std::chrono::milliseconds initialRto{250};       // first retransmission; doubles
   std::chrono::milliseconds reclassifyInterval{600'000};
-  StunResolver resolve;                            // empty: resolveStunServer
+  // Looks a name up, blocking, on a worker thread (see StunResolver); never
+  // called for numeric literals. Empty: resolveStunServer.
+  StunResolver resolve;
+  NameResolverOptions names;                       // cache lifetimes of resolved names
 };
 
 // At most this many servers are used (nat.stun_servers allows 16).
@@ -165,12 +169,22 @@ class NatDiscovery {
     std::chrono::milliseconds rto{};
     unsigned sends = 0;
   };
+  // The cycle waits (the loop does not) for the lookup of a server's name.
+  struct NameWait {
+    size_t index = 0;       // of options_.servers
+    bool fallback = false;  // reached from tryFallback, not tryPrimary
+    MonoTime until{};       // then the server is skipped
+    bool done = false;      // the lookup ended: continue at once
+  };
   struct Cycle {
     size_t nextServer = 0;  // next index of options_.servers to try
     SockAddr primary;       // the server that answered test I
     std::string primaryName;
     NatTestResults results;
     std::string lastError;
+    std::optional<NameWait> nameWait;
+    bool skippedName = false;     // a server was skipped: its name did not resolve in time
+    bool resolvedLater = false;   // ... and since then a lookup gave an address
   };
 
   void startCycle();
@@ -179,8 +193,11 @@ class NatDiscovery {
   void startFiltering();
   void startMapping();
   void finishClassified();
-  void finish(NatResult result);
+  // `provisional`: the cycle skipped a server whose name was still being
+  // resolved; a new cycle follows once a name resolves.
+  void finish(NatResult result, bool provisional = false);
   void fail();
+  void scheduleNext(bool provisional);
   // How a transaction ended: a valid answer from the expected source; no
   // answer before its timeout; or an answer that cannot be used (an error
   // response, an invalid one, a CHANGE-REQUEST the server ignored).
@@ -193,7 +210,11 @@ class NatDiscovery {
   Status sendOnce(Transaction& tx, MonoTime now);
   // `answer` is set for Outcome::answered; `why` says what went wrong otherwise.
   void completed(const Transaction& tx, Outcome outcome, const BindingResult* answer, const std::string& why);
-  Result<SockAddr> resolve(size_t index);
+  // The address of options_.servers[index]: nullopt while the cycle waits
+  // for its name (it continues from runDue when the lookup ends or the wait
+  // times out).
+  std::optional<Result<SockAddr>> serverAddress(size_t index, bool fallback);
+  void onNameResolved(const std::string& name, bool resolved);
   void arm();
 
   sd_event* loop_;
@@ -211,7 +232,9 @@ class NatDiscovery {
   std::optional<NatResult> last_;
   std::optional<MonoTime> lastClassifiedAt_;
   std::string lastLoggedFailure_;
+  bool rerunOnResolve_ = false;  // the last cycle was provisional: a new one when a name resolves
   NatDiscoveryStats stats_;
+  NameResolver names_;  // last: destroyed first, so no lookup reports to a half-destroyed object
 };
 
 }  // namespace plexd::ctld::nat

@@ -9,6 +9,7 @@
 
 #include "common/event.h"
 #include "common/log.h"
+#include "fake_dns.h"
 #include "fake_stun_network.h"
 
 using namespace plexd;
@@ -33,11 +34,41 @@ struct Harness {
   std::unique_ptr<NatDiscovery> d;
   std::vector<NatResult> results;
   std::vector<std::string> failures;
+  FakeDns dns;
+  std::vector<std::string> names;  // the names dns may be asked about
 
   Harness() {
     options.timeout = 1s;
     options.initialRto = 100ms;
     options.refreshInterval = 60s;
+  }
+  ~Harness() {
+    // Blocked lookups end (their state is shared; nothing waits for them).
+    for (const auto& n : names) dns.set(n, Error("test over"));
+  }
+  // Server names go through dns; `servers` is the configured list.
+  void useDns(std::vector<std::string> servers, std::vector<std::string> dnsNames) {
+    options.servers = std::move(servers);
+    names = std::move(dnsNames);
+    options.resolve = dns.function();
+  }
+  // Runs the sd-event loop (lookups end there; the timer fires runDue)
+  // until a request went out, with simulated time standing still.
+  void awaitSent(size_t n) {
+    REQUIRE(runLoopUntil(loop.get(), [&] { return net.sent.size() >= n; }));
+  }
+  // Then completes the cycle in simulated time (10 ms steps): until more
+  // than `endedBefore` cycles ended.
+  void completeCycle(size_t endedBefore) {
+    std::chrono::milliseconds took{0};
+    net.deliver(*d);
+    while (ended() == endedBefore) {
+      REQUIRE(took < 30s);
+      clock.advance(10ms);
+      took += 10ms;
+      d->runDue();
+      net.deliver(*d);
+    }
   }
   void start() {
     for (const auto& s : net.servers) options.servers.push_back(s.primary.str());
@@ -439,16 +470,157 @@ TEST_CASE("server names: numeric literals and malformed entries") {
   CHECK_FALSE(resolveStunServer("stun.example:x").ok());
   CHECK_FALSE(resolveStunServer(":3478").ok());
 
-  // A server whose name does not resolve is skipped like a silent one.
+  CHECK_FALSE(resolveStunServer("stun.example:0").ok());
+  CHECK_FALSE(resolveStunServer("192.0.2.1:0").ok());
+
+  // Malformed entries and numeric literals need no lookup: the cycle goes
+  // on at once, the lookup function is never called.
   Harness h;
   h.net.servers = {rfc5780Server()};
-  h.options.servers = {"unresolvable.invalid:3478", "198.51.100.1:3478"};
-  h.options.resolve = [](std::string_view hp) -> Result<SockAddr> {
-    if (hp.starts_with("unresolvable")) return Error("cannot resolve STUN server unresolvable.invalid");
-    return resolveStunServer(hp);
-  };
+  h.useDns({"stun.example:x", "198.51.100.1:3478"}, {});
   h.create();
-  CHECK(h.result().nat == NatClass::full_cone);
+  CHECK(h.runCycle() == 0ms);
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.results[0].nat == NatClass::full_cone);
+  CHECK(h.dns.calls() == 0);
+}
+
+TEST_CASE("a name that is still being resolved does not block the loop: the cycle waits at most the timeout") {
+  Harness h;
+  h.net.servers = {rfc5780Server()};
+  h.useDns({"stun.example.net:3478", "198.51.100.1:3478"}, {"stun.example.net:3478"});
+  h.create();
+  h.d->runDue();  // the cycle starts: the lookup runs on its own thread
+  REQUIRE(h.dns.waitBlocked(1));
+  CHECK(h.d->stats().running);
+  CHECK(h.net.sent.empty());
+  // The lookup stays blocked; the cycle is driven by time, not by it.
+  h.clock.advance(999ms);
+  h.d->runDue();
+  CHECK(h.net.sent.empty());
+  h.clock.advance(1ms);
+  h.d->runDue();
+  REQUIRE(h.net.sent.size() == 1);
+  CHECK(h.net.sent[0].to == addr("198.51.100.1:3478"));
+  h.net.deliver(*h.d);
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.results[0].nat == NatClass::full_cone);
+  CHECK(h.dns.blocked() == 1);
+  CHECK(h.dns.calls() == 1);
+  // The next cycle does not start a second lookup of that name.
+  h.clock.advance(60s);
+  h.runCycle();
+  CHECK(h.results.size() == 2);
+  CHECK(h.dns.calls() == 1);
+}
+
+TEST_CASE("a name that resolves while the cycle waits: the cycle goes on with that server at once") {
+  Harness h;
+  h.net.servers = {plainServer("192.0.2.10:3478"), rfc5780Server()};
+  h.useDns({"stun.example.net:3478", "198.51.100.1:3478"}, {"stun.example.net:3478"});
+  h.create();
+  h.d->runDue();
+  REQUIRE(h.dns.waitBlocked(1));
+  h.dns.set("stun.example.net:3478", addr("192.0.2.10:3478"));
+  h.awaitSent(1);  // the answer came in on the loop; simulated time did not move
+  CHECK(h.net.sent[0].to == addr("192.0.2.10:3478"));
+  h.completeCycle(0);  // then the second server, for the mapping comparison
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.d->stats().lastServer == "stun.example.net:3478");
+  CHECK(h.net.sentTo(addr("198.51.100.1:3478")) == 1);
+}
+
+TEST_CASE("a cycle that failed waiting for a name runs again as soon as the name resolves") {
+  Harness h;
+  h.net.servers = {plainServer("192.0.2.10:3478")};
+  h.useDns({"stun.example.net:3478"}, {"stun.example.net:3478"});
+  h.create();
+  CHECK(h.runCycle() == 1s);  // the name's wait: the timeout
+  REQUIRE(h.failures.size() == 1);
+  CHECK_THAT(h.failures[0], Catch::Contains("stun.example.net:3478 did not resolve within 1 s"));
+  CHECK(h.net.sent.empty());
+  // Far less than refreshInterval later (simulated time stands still).
+  h.dns.set("stun.example.net:3478", addr("192.0.2.10:3478"));
+  h.awaitSent(1);
+  CHECK(h.net.sent[0].to == addr("192.0.2.10:3478"));
+  h.completeCycle(1);
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.results[0].endpoint == addr("203.0.113.5:40000"));
+  CHECK(h.d->stats().cycles == 2);
+  CHECK(h.dns.calls() == 1);
+}
+
+TEST_CASE("a class found without a server whose name was resolving is provisional") {
+  Harness h;
+  h.options.reclassifyInterval = 10min;
+  h.net.mapping = Mapping::dependent;
+  h.net.servers = {plainServer("192.0.2.10:3478"), plainServer("198.51.100.20:3478")};
+  h.useDns({"192.0.2.10:3478", "stun.example.net:3478"}, {"stun.example.net:3478"});
+  h.create();
+  // No second server in time: the mapping is not compared.
+  h.runCycle();
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.results[0].nat == NatClass::unknown);
+  // Once the name resolves, a new cycle classifies (not 10 min later).
+  h.dns.set("stun.example.net:3478", addr("198.51.100.20:3478"));
+  h.awaitSent(2);
+  h.completeCycle(1);
+  REQUIRE(h.results.size() == 2);
+  CHECK(h.results[1].nat == NatClass::symmetric);
+}
+
+TEST_CASE("resolved names are cached across cycles, failed ones for a shorter time") {
+  Harness h;
+  h.options.refreshInterval = 20s;
+  h.options.names.ttl = 5min;
+  h.options.names.negativeTtl = 30s;
+  h.net.servers = {plainServer("192.0.2.10:3478"), rfc5780Server()};
+  h.useDns({"bad.example:3478", "stun.example.net:3478"}, {});
+  h.dns.set("bad.example:3478", Error("cannot resolve STUN server bad.example: Name or service not known"));
+  h.dns.set("stun.example.net:3478", addr("198.51.100.1:3478"));
+  h.create();
+  h.d->runDue();
+  h.awaitSent(1);  // the first name failed at once, the second resolved
+  CHECK(h.net.sent[0].to == addr("198.51.100.1:3478"));
+  h.completeCycle(0);
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.dns.calls() == 2);
+  // 20 s later: both from the cache, the request goes out at once.
+  h.clock.advance(20s);
+  CHECK(h.runCycle() == 0ms);
+  CHECK(h.dns.calls() == 2);
+  // 40 s: the failure expired (30 s), the address has not (5 min).
+  h.clock.advance(20s);
+  h.d->runDue();
+  h.awaitSent(h.net.sent.size() + 1);
+  h.completeCycle(2);
+  CHECK(h.results.size() == 3);
+  CHECK(h.dns.calls() == 3);
+  // After 5 min the address is refreshed while it is still used: no wait.
+  const size_t calls = h.dns.calls();
+  h.clock.advance(5min);
+  h.d->runDue();  // bad.example: looked up again, waited for (it fails at once)
+  h.awaitSent(h.net.sent.size() + 1);
+  h.completeCycle(3);
+  CHECK(h.results.size() == 4);
+  CHECK(runLoopUntil(h.loop.get(), [&] { return h.dns.calls() == calls + 2; }));
+}
+
+TEST_CASE("destroying the discovery while a lookup is blocked is safe") {
+  Harness h;
+  h.net.servers = {rfc5780Server()};
+  h.useDns({"stun.example.net:3478"}, {"stun.example.net:3478"});
+  h.create();
+  h.options.resolve = nullptr;  // the discovery and the worker hold the only copies
+  h.d->runDue();
+  REQUIRE(h.dns.waitBlocked(1));
+  h.d.reset();  // does not wait for the lookup
+  h.dns.set("stun.example.net:3478", addr("198.51.100.1:3478"));
+  REQUIRE(h.dns.waitFunctionsGone());  // the worker ended
+  for (int i = 0; i < 3; ++i) REQUIRE(sd_event_run(h.loop.get(), 1000) >= 0);
+  CHECK(h.results.empty());
+  CHECK(h.failures.empty());
+  CHECK(h.net.sent.empty());
 }
 
 TEST_CASE("real timers drive retransmissions and the timeout") {

@@ -1,5 +1,8 @@
 // relayd's RelayService: ctld's set of ports becomes exactly the engine's
-// ports, all or nothing; status from the engine's counters.
+// ports, all or nothing, and its owners' keys exactly the registrar's; the
+// bridge's identity answers hellos; status from the engine's and the
+// registrar's counters. The registration tests talk to the service over a
+// real ctld–relayd channel and to its ports over real UDP on 127.0.0.1.
 #include "plexd-relayd/relay_service.h"
 
 #include <netinet/in.h>
@@ -9,11 +12,18 @@
 #include <cstring>
 
 #include "common/clock.h"
-#include "common/event.h"
 #include "common/fd.h"
+#include "common/stun_integrity.h"
+#include "ipc/channel_spec.h"
+#include "tests/unit/ipc/channel_fixture.h"
+#include "tests/unit/relayd/relay_fixture.h"
 
 using namespace plexd;
 using namespace plexd::relayd;
+using plexd::relayd::testing::Datagram;
+using plexd::relayd::testing::loopback;
+using plexd::relayd::testing::transport;
+using UdpPeer = plexd::relayd::testing::Peer;
 
 namespace {
 
@@ -41,18 +51,114 @@ bool held(uint16_t port) {
   return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0;
 }
 
+using Key = std::array<uint8_t, 32>;
+
+Key keyOf(uint8_t seed) {
+  Key k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(seed * 31 + i);
+  return k;
+}
+
+const Key kRelayKey = keyOf(200);
+
+ipc::RelayPortItem item(uint16_t port, std::string owner, const Key& key = {}) {
+  ipc::RelayPortItem i;
+  i.port = port;
+  i.owner = std::move(owner);
+  i.key = key;
+  return i;
+}
+
+stun::TransactionId txOf(uint8_t n) {
+  stun::TransactionId t{};
+  t.fill(n);
+  t[0] = 0x5E;
+  return t;
+}
+
+// The engine, its registrar and the service on one loop, which also runs
+// the ctld–relayd channel pair (ctld's end: `ctld`).
 struct Fixture {
-  event::Loop loop = std::move(event::newLoop().value());
+  ipc::test::Loop loop;
   FakeClock clock;
   std::unique_ptr<RelayEngine> engine;
+  std::unique_ptr<Registrar> registrar;
   std::unique_ptr<RelayService> service;
+  std::unique_ptr<ipc::Channel> ctld, relayd;
+  uint64_t sent = 0;  // datagrams sent to the relay's ports
   Fixture() {
-    auto e = RelayEngine::create(loop.get(), RelayLimits{}, clock);
+    auto e = RelayEngine::create(loop.ev, RelayLimits{}, clock);
     REQUIRE(e.ok());
     engine = std::move(*e);
-    service = std::make_unique<RelayService>(*engine);
+    registrar = std::make_unique<Registrar>(*engine, clock);
+    service = std::make_unique<RelayService>(*engine, registrar.get());
+  }
+  ~Fixture() {
+    ctld.reset();
+    relayd.reset();
+  }
+  void connect() {
+    auto [a, b] = ipc::test::socketPair();
+    ctld = ipc::test::openChannel(loop, std::move(a), ipc::Peer::ctld, ipc::kCtldRelayd);
+    relayd = ipc::test::openChannel(loop, std::move(b), ipc::Peer::relayd, ipc::kCtldRelayd);
+    service->attach(*relayd);
+    REQUIRE(loop.runUntil([&] { return ctld->ready() && relayd->ready(); }));
+  }
+  // What ctld gets for a set / an identity / a status request.
+  Result<ipc::TxAck> sendSet(const std::vector<ipc::RelayPortItem>& items) {
+    std::optional<Result<ipc::TxAck>> r;
+    ctld->sendSet(items, std::chrono::seconds(5), [&](Result<ipc::TxAck> a) { r = std::move(a); });
+    REQUIRE(loop.runUntil([&] { return r.has_value(); }));
+    return std::move(*r);
+  }
+  Result<ipc::TxAck> sendIdentity(const Key& key) {
+    ipc::RelayIdentity id;
+    id.public_key = key;
+    std::optional<Result<ipc::TxAck>> r;
+    ctld->call(id, std::chrono::seconds(5), [&](Result<ipc::TxAck> a) { r = std::move(a); });
+    REQUIRE(loop.runUntil([&] { return r.has_value(); }));
+    return std::move(*r);
+  }
+  ipc::RelayStatusReply status() {
+    std::optional<Result<ipc::RelayStatusReply>> r;
+    ctld->call(ipc::RelayStatusRequest{}, std::chrono::seconds(5),
+               [&](Result<ipc::RelayStatusReply> a) { r = std::move(a); });
+    REQUIRE(loop.runUntil([&] { return r.has_value(); }));
+    REQUIRE(r->ok());
+    return **r;
+  }
+  // Sends `bytes` from `from` to 127.0.0.1:port and runs the relay until it
+  // read them; whatever it answered is then queued at `from`.
+  std::vector<Datagram> exchange(const UdpPeer& from, uint16_t port, const std::vector<uint8_t>& bytes) {
+    from.send(loopback(port), bytes);
+    ++sent;
+    INFO("the relay did not read " << sent << " datagrams");
+    REQUIRE(loop.runUntil([&] { return engine->stats().rx_packets >= sent; }));
+    return from.drain();
+  }
+  // Node `id` registers from `from` on `port` with `key`: the answers.
+  std::vector<Datagram> registerOn(const UdpPeer& from, uint16_t port, const std::string& id, const Key& key,
+                                   uint8_t tx = 1) {
+    return exchange(from, port, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt));
   }
 };
+
+// The answer to a registration: one authenticated success response for the
+// node from the relay port, with the node's address mapped.
+void checkRegistered(const std::vector<Datagram>& got, uint16_t port, const UdpPeer& node, const std::string& id,
+                     const Key& key, uint8_t tx = 1) {
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].from == loopback(port));
+  auto m = stun::parseAuthenticatedBinding(got[0].bytes);
+  INFO((m ? std::string() : m.error().text()));
+  REQUIRE(m.ok());
+  CHECK(m->type == stun::kBindingSuccess);
+  CHECK(m->txid == txOf(tx));
+  CHECK(m->username == id);
+  REQUIRE(m->xorMapped);
+  CHECK(*m->xorMapped == node.addr());
+  CHECK(stun::verifyIntegrity(*m, got[0].bytes, key));
+}
 
 }  // namespace
 
@@ -115,4 +221,144 @@ TEST_CASE("relay service: node handles are stable per node id") {
   const NodeId a = f.service->nodeHandle(kA);
   CHECK(f.service->nodeHandle(kB) != a);
   CHECK(f.service->nodeHandle(kA) == a);
+}
+
+TEST_CASE("relay service: with its owner's key from ctld a node registers and is relayed, hellos carry the identity") {
+  Fixture f;
+  f.connect();
+  const uint16_t pA = freePort(), pB = freePort(), shared = freePort();
+  auto ack = f.sendIdentity(kRelayKey);
+  INFO((ack ? std::string() : ack.error().text()));
+  REQUIRE(ack.ok());
+  CHECK(ack->items == 1);
+  ack = f.sendSet({item(pA, kA, keyOf(1)), item(pB, kB, keyOf(2)), item(shared, "")});
+  INFO((ack ? std::string() : ack.error().text()));
+  REQUIRE(ack.ok());
+  CHECK(ack->items == 3);
+
+  // A hello on the shared port: the bridge's identity, the mapped address.
+  UdpPeer stranger;
+  auto got = f.exchange(stranger, shared, stun::buildRelayHelloRequest(txOf(9)));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].from == loopback(shared));
+  auto hello = stun::parseAuthenticatedBinding(got[0].bytes);
+  REQUIRE(hello.ok());
+  CHECK(hello->txid == txOf(9));
+  REQUIRE(hello->relayKey);
+  CHECK(*hello->relayKey == kRelayKey);
+  REQUIRE(hello->xorMapped);
+  CHECK(*hello->xorMapped == stranger.addr());
+
+  // A binds itself on B's port, B on A's: both answered, both bound.
+  UdpPeer a, b;
+  checkRegistered(f.registerOn(a, pB, kA, keyOf(1)), pB, a, kA, keyOf(1));
+  checkRegistered(f.registerOn(b, pA, kB, keyOf(2)), pA, b, kB, keyOf(2));
+  CHECK(f.engine->stats().bindings == 2);
+
+  // A's WireGuard reaches B through the relay, from A's port; and back.
+  CHECK(f.exchange(a, pB, transport(64, 7)).empty());
+  auto atB = b.drain();
+  REQUIRE(atB.size() == 1);
+  CHECK(atB[0].from == loopback(pA));
+  CHECK(atB[0].bytes == transport(64, 7));
+  CHECK(f.exchange(b, pA, transport(96, 8)).empty());
+  auto atA = a.drain();
+  REQUIRE(atA.size() == 1);
+  CHECK(atA[0].from == loopback(pB));
+  CHECK(atA[0].bytes == transport(96, 8));
+
+  // A wrong key and an unknown node get nothing.
+  UdpPeer c;
+  CHECK(f.registerOn(c, pB, kA, keyOf(3), 2).empty());
+  CHECK(f.registerOn(c, pB, "0190a8b8-a0c0-7a0a-8a0a-a0a0a0a0a0a3", keyOf(3), 3).empty());
+
+  const ipc::RelayStatusReply st = f.status();
+  CHECK(st.ports == 3);
+  CHECK(st.bindings == 2);
+  CHECK(st.forwarded_packets == 2);
+  CHECK(st.registrations == 2);
+  CHECK(st.hellos == 1);
+  CHECK(st.registrations_rejected == 2);
+  CHECK(st.registrations_rate_limited == 0);
+  CHECK(st.node_keys == 2);
+  CHECK(f.service->statusLine().find("2 node key(s)") != std::string::npos);
+}
+
+TEST_CASE("relay service: no identity, no hello answered") {
+  Fixture f;
+  const uint16_t shared = freePort();
+  REQUIRE(f.service->apply({item(shared, "")}).ok());
+  UdpPeer stranger;
+  CHECK(f.exchange(stranger, shared, stun::buildRelayHelloRequest(txOf(1))).empty());
+  CHECK(f.service->status().hellos == 0);
+  CHECK(f.registrar->stats().no_relay_key == 1);
+}
+
+TEST_CASE("relay service: an owner that leaves the set or loses its key cannot register, a new key replaces the old") {
+  Fixture f;
+  f.connect();
+  const uint16_t pA = freePort(), pB = freePort();
+  REQUIRE(f.sendSet({item(pA, kA, keyOf(1)), item(pB, kB, keyOf(2))}).ok());
+  UdpPeer a1, a2, a3, b1, b2, b3;
+  checkRegistered(f.registerOn(a1, pB, kA, keyOf(1)), pB, a1, kA, keyOf(1));
+  CHECK(f.status().node_keys == 2);
+
+  // A's key becomes zero: A's registrations are no longer answered; B's are.
+  REQUIRE(f.sendSet({item(pA, kA), item(pB, kB, keyOf(2))}).ok());
+  CHECK(f.registerOn(a2, pB, kA, keyOf(1)).empty());
+  checkRegistered(f.registerOn(b1, pA, kB, keyOf(2)), pA, b1, kB, keyOf(2));
+  CHECK(f.status().node_keys == 1);
+
+  // B gets a new key: the old one no longer works, the new one does.
+  REQUIRE(f.sendSet({item(pA, kA, keyOf(1)), item(pB, kB, keyOf(5))}).ok());
+  CHECK(f.registerOn(b2, pA, kB, keyOf(2)).empty());
+  checkRegistered(f.registerOn(b2, pA, kB, keyOf(5), 2), pA, b2, kB, keyOf(5), 2);
+  checkRegistered(f.registerOn(a2, pB, kA, keyOf(1), 2), pB, a2, kA, keyOf(1), 2);
+
+  // B leaves the set: its key goes with its port.
+  REQUIRE(f.sendSet({item(pA, kA, keyOf(1))}).ok());
+  CHECK(f.registerOn(b3, pA, kB, keyOf(5)).empty());
+  checkRegistered(f.registerOn(a3, pA, kA, keyOf(1)), pA, a3, kA, keyOf(1));
+  const ipc::RelayStatusReply st = f.status();
+  CHECK(st.node_keys == 1);
+  CHECK(st.registrations == 5);
+  CHECK(st.registrations_rejected == 3);
+}
+
+TEST_CASE("relay service: a set that fails to apply leaves the keys as they were") {
+  Fixture f;
+  f.connect();
+  const uint16_t pA = freePort(), pB = freePort(), p3 = freePort();
+  REQUIRE(f.sendSet({item(pA, kA, keyOf(1))}).ok());
+  UniqueFd squatter(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(p3);
+  REQUIRE(::bind(squatter.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+
+  // A's key would change and B's arrive, but p3 is taken: nothing changes.
+  auto failed = f.sendSet({item(pA, kA, keyOf(4)), item(pB, kB, keyOf(2)), item(p3, "")});
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().text().find(std::to_string(p3)) != std::string::npos);
+  CHECK(f.status().node_keys == 1);
+  UdpPeer a1, a2, b;
+  CHECK(f.registerOn(a1, pA, kA, keyOf(4)).empty());
+  checkRegistered(f.registerOn(a2, pA, kA, keyOf(1)), pA, a2, kA, keyOf(1));
+  CHECK(f.registerOn(b, pA, kB, keyOf(2)).empty());
+
+  // Two different keys for one owner: refused as a whole.
+  CHECK_FALSE(f.service->apply({item(pA, kA, keyOf(1)), item(pB, kA, keyOf(2))}).ok());
+  CHECK(f.engine->stats().ports == 1);
+  CHECK(f.status().node_keys == 1);
+}
+
+TEST_CASE("relay service: without a registrar keys are ignored and the identity is refused") {
+  ipc::test::Loop loop;
+  FakeClock clock;
+  auto e = RelayEngine::create(loop.ev, RelayLimits{}, clock);
+  REQUIRE(e.ok());
+  RelayService service(**e);
+  REQUIRE(service.apply({item(freePort(), kA, keyOf(1))}).ok());
+  CHECK(service.status().node_keys == 0);
+  CHECK_FALSE(service.setIdentity(kRelayKey).ok());
 }
