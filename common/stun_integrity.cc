@@ -62,12 +62,14 @@ Error bad(std::string_view why) { return Error(fmt::format("invalid relay STUN m
 
 std::vector<uint8_t> buildAuthenticatedBinding(const TransactionId& txid, std::string_view username,
                                                std::span<const uint8_t, kIntegrityKeyBytes> key, bool isResponse,
-                                               std::optional<SockAddr> xorMapped) {
+                                               std::optional<SockAddr> xorMapped,
+                                               const std::optional<RelayCookie>& cookie) {
   if (!validUsername(username)) return {};
   if (isResponse && xorMapped && !validAddress(*xorMapped)) return {};
   MessageWriter w(isResponse ? kBindingSuccess : kBindingRequest, txid);
   w.text(kAttrUsername, username);
   if (isResponse && xorMapped) w.address(kAttrXorMappedAddress, *xorMapped, true);
+  if (cookie) w.attribute(kAttrPlexdCookie, *cookie);
   if (!appendIntegrity(w, key)) return {};
   return w.finish(true);
 }
@@ -81,11 +83,13 @@ std::vector<uint8_t> buildRelayHelloRequest(const TransactionId& txid) {
 }
 
 std::vector<uint8_t> buildRelayHello(const TransactionId& txid, const SockAddr& xorMapped,
-                                     const std::array<uint8_t, kRelayKeyBytes>& relayPublicKey) {
+                                     const std::array<uint8_t, kRelayKeyBytes>& relayPublicKey,
+                                     const RelayCookie& cookie) {
   if (!validAddress(xorMapped)) return {};
   MessageWriter w(kBindingSuccess, txid);
   w.address(kAttrXorMappedAddress, xorMapped, true);
   w.attribute(kAttrPlexdRelayKey, relayPublicKey);
+  w.attribute(kAttrPlexdCookie, cookie);
   return w.finish(true);
 }
 
@@ -98,7 +102,7 @@ Result<AuthenticatedBinding> parseAuthenticatedBinding(std::span<const uint8_t> 
     return bad(fmt::format("type 0x{:04x} is not a Binding request or success response", m.type));
   std::copy(d.begin() + 8, d.begin() + 20, m.txid.begin());
   m.size = d.size();
-  bool seenUser = false, seenXor = false, seenKey = false, seenPadding = false;
+  bool seenUser = false, seenXor = false, seenKey = false, seenPadding = false, seenCookie = false;
   size_t count = 0;
   size_t at = kHeaderBytes;
   while (at < d.size()) {
@@ -142,6 +146,15 @@ Result<AuthenticatedBinding> parseAuthenticatedBinding(std::span<const uint8_t> 
         std::array<uint8_t, kRelayKeyBytes> k{};
         std::copy(value.begin(), value.end(), k.begin());
         m.relayKey = k;
+        break;
+      }
+      case kAttrPlexdCookie: {
+        if (seenCookie) return bad("PLEXD-COOKIE twice");
+        seenCookie = true;
+        if (len != kCookieBytes) return bad("PLEXD-COOKIE not 16 bytes");
+        RelayCookie c{};
+        std::copy(value.begin(), value.end(), c.begin());
+        m.cookie = c;
         break;
       }
       case kAttrPadding:

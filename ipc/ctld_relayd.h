@@ -95,7 +95,7 @@ struct RelayStatusReply {
   // The registrar (docs/relay.md "Registration").
   uint64_t registrations = 0;               // verified registrations answered
   uint64_t hellos = 0;                      // hellos answered
-  uint64_t registrations_rejected = 0;      // bad integrity + unknown user + malformed
+  uint64_t registrations_rejected = 0;      // bad integrity + unknown user + malformed + stale or foreign cookie
   uint64_t registrations_rate_limited = 0;  // over the per-source rate
   uint32_t node_keys = 0;                   // owners whose key the registrar holds
   template <class V>

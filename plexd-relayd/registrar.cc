@@ -1,6 +1,11 @@
 #include "plexd-relayd/registrar.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 #include <span>
@@ -23,6 +28,12 @@ size_t Registrar::SourceHash::operator()(const SockAddr& a) const {
 
 Registrar::Registrar(RelayEngine& engine, const Clock& clock, RegistrarOptions options)
     : engine_(engine), clock_(clock), options_(options) {
+  if (options_.cookiePeriod.count() <= 0) options_.cookiePeriod = std::chrono::seconds(60);
+  if (RAND_bytes(cookieSecret_.data(), static_cast<int>(cookieSecret_.size())) != 1) {
+    // No randomness: nothing here can be made safe without it.
+    log::error("no randomness for the relay's registration cookies");
+    std::abort();
+  }
   engine_.setControlHandler([this](PortId port, const SockAddr& source, const uint8_t* data, size_t size) {
     return handle(port, source, data, size);
   });
@@ -31,6 +42,7 @@ Registrar::Registrar(RelayEngine& engine, const Clock& clock, RegistrarOptions o
 Registrar::~Registrar() {
   engine_.setControlHandler(nullptr);
   if (relayKey_) OPENSSL_cleanse(relayKey_->data(), relayKey_->size());
+  OPENSSL_cleanse(cookieSecret_.data(), cookieSecret_.size());
   // nodes_' keys are wiped by ~NodeKey.
 }
 
@@ -69,6 +81,29 @@ bool Registrar::allow(const SockAddr& source, MonoTime now) {
   return true;
 }
 
+uint64_t Registrar::period(MonoTime now) const {
+  const auto t = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  return static_cast<uint64_t>(t < 0 ? 0 : t) / static_cast<uint64_t>(options_.cookiePeriod.count());
+}
+
+stun::RelayCookie Registrar::cookie(PortId port, const SockAddr& source, uint64_t p) const {
+  std::array<uint8_t, 8 + 4 + 1 + 16 + 2> in{};
+  size_t at = 0;
+  for (int i = 7; i >= 0; --i) in[at++] = static_cast<uint8_t>(p >> (8 * i));
+  for (int i = 3; i >= 0; --i) in[at++] = static_cast<uint8_t>(static_cast<uint64_t>(port) >> (8 * i));
+  in[at++] = source.family;
+  for (uint8_t b : source.addr) in[at++] = b;
+  in[at++] = static_cast<uint8_t>(source.port >> 8);
+  in[at++] = static_cast<uint8_t>(source.port);
+  std::array<uint8_t, 32> mac{};
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), cookieSecret_.data(), static_cast<int>(cookieSecret_.size()), in.data(), at, mac.data(), &n);
+  stun::RelayCookie out{};
+  std::copy(mac.begin(), mac.begin() + stun::kCookieBytes, out.begin());
+  OPENSSL_cleanse(mac.data(), mac.size());
+  return out;
+}
+
 void Registrar::send(PortId port, const SockAddr& to, const std::vector<uint8_t>& bytes) {
   if (bytes.empty() || !engine_.sendFrom(port, to, bytes.data(), bytes.size()).ok()) ++stats_.send_failed;
 }
@@ -102,7 +137,7 @@ bool Registrar::handle(PortId port, const SockAddr& source, const uint8_t* data,
       ++stats_.no_relay_key;
       return true;
     }
-    const auto hello = stun::buildRelayHello(m.txid, source, *relayKey_);
+    const auto hello = stun::buildRelayHello(m.txid, source, *relayKey_, cookie(port, source, period(now)));
     if (hello.size() > size) {  // cannot happen (kMinRelayHelloRequestBytes is the largest hello)
       ++stats_.rejected_malformed;
       return true;
@@ -121,6 +156,21 @@ bool Registrar::handle(PortId port, const SockAddr& source, const uint8_t* data,
     ++stats_.rejected_bad_integrity;
     return true;
   }
+  // Fresh and issued to this source: a replay from elsewhere stops here.
+  const uint64_t current = period(now);
+  bool fresh = false;
+  if (m.cookie) {
+    const stun::RelayCookie a = cookie(port, source, current);
+    fresh = CRYPTO_memcmp(a.data(), m.cookie->data(), a.size()) == 0;
+    if (!fresh && current > 0) {
+      const stun::RelayCookie b = cookie(port, source, current - 1);
+      fresh = CRYPTO_memcmp(b.data(), m.cookie->data(), b.size()) == 0;
+    }
+  }
+  if (!fresh) {
+    ++stats_.rejected_cookie;
+    return true;
+  }
   const Status bound = engine_.bind(port, source, node->second.handle, now + options_.bindingTtl);
   if (!bound.ok()) {
     ++stats_.bind_failed;
@@ -130,7 +180,8 @@ bool Registrar::handle(PortId port, const SockAddr& source, const uint8_t* data,
     return true;
   }
   ++stats_.registrations;
-  send(port, source, stun::buildAuthenticatedBinding(m.txid, m.username, node->second.key, true, source));
+  send(port, source,
+       stun::buildAuthenticatedBinding(m.txid, m.username, node->second.key, true, source, cookie(port, source, current)));
   return true;
 }
 

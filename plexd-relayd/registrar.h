@@ -6,10 +6,14 @@
 //     answered with the relay's hello (XOR-MAPPED-ADDRESS = the source,
 //     PLEXD-RELAY-KEY = the relay's WireGuard public key), never larger than
 //     the request; no binding is made;
-//   - with USERNAME = its node id and MESSAGE-INTEGRITY-SHA256 made with the
-//     node's key: verified, then the source is bound to the node on that
-//     port for bindingTtl and an authenticated success response (with
-//     XOR-MAPPED-ADDRESS) goes back.
+//   - with USERNAME = its node id, the PLEXD-COOKIE the relay gave this
+//     source (in a hello or the last registration answer) and
+//     MESSAGE-INTEGRITY-SHA256 made with the node's key: verified, then the
+//     source is bound to the node on that port for bindingTtl and an
+//     authenticated success response (XOR-MAPPED-ADDRESS, a fresh cookie)
+//     goes back. The cookie is bound to the source address and port and the
+//     relay port, and expires: a registration replayed from anywhere else
+//     fails.
 //
 // Anything else gets no answer and is counted. Each source address (IP and
 // port) may send maxPerSourcePerSecond STUN requests per second (burst of
@@ -35,6 +39,9 @@ namespace plexd::relayd {
 
 struct RegistrarOptions {
   std::chrono::seconds bindingTtl{120};
+  // Cookies are made per period and accepted in it and the next: valid for
+  // one to two periods after they are issued.
+  std::chrono::seconds cookiePeriod{60};
   uint32_t maxPerSourcePerSecond = 5;  // token bucket rate and burst; 0 = unlimited
   size_t maxTrackedSources = 4096;     // rate-limit table entries
 };
@@ -50,6 +57,7 @@ struct RegistrarStats {
   uint64_t bind_failed = 0;     // verified, but the engine refused the binding
   uint64_t no_relay_key = 0;    // hello before setRelayPublicKey
   uint64_t send_failed = 0;     // the answer could not be sent
+  uint64_t rejected_cookie = 0;  // no cookie, or not one issued to this source lately (a replay)
 };
 
 class Registrar {
@@ -72,6 +80,12 @@ class Registrar {
 
   RegistrarStats stats() const { return stats_; }
 
+  // The cookie a source gets on `port` right now (what a hello would carry);
+  // for tests and fuzzers.
+  stun::RelayCookie currentCookie(PortId port, const SockAddr& source) const {
+    return cookie(port, source, period(clock_.now()));
+  }
+
   // The control handler (public for tests and fuzzers): true = STUN, taken.
   bool handle(PortId port, const SockAddr& source, const uint8_t* data, size_t size);
 
@@ -93,12 +107,16 @@ class Registrar {
   };
 
   bool allow(const SockAddr& source, MonoTime now);
+  // HMAC-SHA256(secret, period ‖ port ‖ source) cut to 16 bytes.
+  stun::RelayCookie cookie(PortId port, const SockAddr& source, uint64_t period) const;
+  uint64_t period(MonoTime now) const;
   void send(PortId port, const SockAddr& to, const std::vector<uint8_t>& bytes);
 
   RelayEngine& engine_;
   const Clock& clock_;
   RegistrarOptions options_;
   std::optional<std::array<uint8_t, stun::kRelayKeyBytes>> relayKey_;
+  std::array<uint8_t, 32> cookieSecret_{};  // random per process, wiped on destruction
   std::unordered_map<std::string, NodeKey> nodes_;
   std::unordered_map<SockAddr, Bucket, SourceHash> buckets_;
   MonoTime lastPrune_{};

@@ -138,7 +138,7 @@ ipc::RelayStatusReply RelayService::status() const {
     const RegistrarStats g = registrar_->stats();
     r.registrations = g.registrations;
     r.hellos = g.hellos;
-    r.registrations_rejected = g.rejected_bad_integrity + g.rejected_unknown_user + g.rejected_malformed;
+    r.registrations_rejected = g.rejected_bad_integrity + g.rejected_unknown_user + g.rejected_malformed + g.rejected_cookie;
     r.registrations_rate_limited = g.rate_limited;
     r.node_keys = static_cast<uint32_t>(registrar_->nodeCount());
   }

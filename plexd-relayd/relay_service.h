@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -45,6 +46,11 @@ class RelayService {
   // The engine's handle for a node id (stable for the process).
   NodeId nodeHandle(const std::string& nodeId);
   std::string statusLine() const;
+  // The engine's id of a held port (tests, diagnostics).
+  std::optional<PortId> portId(uint16_t port) const {
+    auto it = held_.find(port);
+    return it == held_.end() ? std::nullopt : std::optional<PortId>(it->second.id);
+  }
   // Called after every set applied (for the daemon's status line).
   void onApplied(std::function<void()> cb) { onApplied_ = std::move(cb); }
 

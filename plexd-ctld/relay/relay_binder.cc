@@ -140,7 +140,7 @@ void RelayBinder::sendExchange(const SockAddr& relay, Entry& e, MonoTime now) {
   if (e.phase == Phase::hello) {
     bytes = stun::buildRelayHelloRequest(e.txid);
   } else {
-    bytes = stun::buildAuthenticatedBinding(e.txid, nodeId_, e.key->span(), false, std::nullopt);
+    bytes = stun::buildAuthenticatedBinding(e.txid, nodeId_, e.key->span(), false, std::nullopt, e.cookie);
   }
   if (bytes.empty()) {
     giveUp(e, now, "cannot build the registration (node id unusable as a STUN USERNAME)");
@@ -172,6 +172,7 @@ void RelayBinder::runDue() {
           // Start over: the relay may have restarted or changed its key.
           e.relayKey.reset();
           e.key.reset();
+          e.cookie.reset();
           startExchange(e, Phase::hello, now);
           break;
         default:
@@ -233,11 +234,12 @@ void RelayBinder::onDatagram(const SockAddr& from, std::span<const uint8_t> data
   }
   const MonoTime now = clock_.now();
   if (e.phase == Phase::hello) {
-    if (!msg->username.empty() || !msg->relayKey) {
+    if (!msg->username.empty() || !msg->relayKey || !msg->cookie) {
       ++stats_.rejected;
       return;
     }
     ++stats_.hellos;
+    e.cookie = msg->cookie;
     ipc::WgPublicKey key{};
     std::copy(msg->relayKey->begin(), msg->relayKey->end(), key.begin());
     onHello(from, e, key, now);
@@ -254,6 +256,7 @@ void RelayBinder::onDatagram(const SockAddr& from, std::span<const uint8_t> data
   const bool first = e.registeredUntil <= now;
   e.registeredUntil = now + options_.bindingTtl;
   e.mapped = msg->xorMapped;
+  if (msg->cookie) e.cookie = msg->cookie;  // authenticated: the MAC covers it
   e.lastError.clear();
   e.phase = Phase::registered;
   e.sends = 0;
@@ -265,12 +268,24 @@ void RelayBinder::onDatagram(const SockAddr& from, std::span<const uint8_t> data
 }
 
 void RelayBinder::onHello(const SockAddr& relay, Entry& e, const ipc::WgPublicKey& relayKey, MonoTime now) {
+  if (ownKey_ && relayKey == *ownKey_) {
+    // Our own relay (we are the bridge): nothing to register; ask again much later.
+    e.self = true;
+    e.lastError.clear();
+    e.phase = Phase::retrying;
+    e.sends = 0;
+    e.nextAt = now + 10 * options_.retryAfter;
+    return;
+  }
+  e.self = false;
   if (meshKeys_.count(relayKey) == 0) {
     // Not a bridge of this mesh: never derive a key with it, never register.
     ++stats_.rejected;
+    const bool fresh = e.lastError.empty();
     giveUp(e, now, "the relay's WireGuard key is not a mesh peer's");
-    log::warning("relay registration: the relay is not a mesh peer; not registering",
-                 {{"relay", relay.str()}});
+    if (fresh)
+      log::warning("relay registration: the relay is not a mesh peer; not registering",
+                   {{"relay", relay.str()}});
     return;
   }
   if (e.key && e.relayKey == relayKey) {
@@ -305,6 +320,7 @@ std::vector<RelayBindingStatus> RelayBinder::status() const {
   const MonoTime now = clock_.now();
   out.reserve(entries_.size());
   for (const auto& [relay, e] : entries_) {
+    if (e.self) continue;
     RelayBindingStatus s;
     s.relay = relay;
     s.peers = e.peers;

@@ -12,9 +12,12 @@
 //                of one of this node's mesh peers (the bridge), or the relay
 //                is not used.
 //   keying       netd derives the binding key for (our key, relay key).
-//   registering  a Binding request with USERNAME = our node id and
+//   registering  a Binding request with USERNAME = our node id, the relay's
+//                cookie (from the hello or the last answer: it binds the
+//                registration to our source address, against replays) and
 //                MESSAGE-INTEGRITY-SHA256; the relay's success response must
-//                carry the same USERNAME and verify with the same key.
+//                carry the same USERNAME and verify with the same key; it
+//                brings the cookie for the next refresh.
 //   registered   again every `refresh` (the relay keeps a binding 120 s).
 //
 // Requests are retransmitted (initialRto, doubling, maxSends); an exchange
@@ -44,6 +47,7 @@
 #include "common/random.h"
 #include "common/result.h"
 #include "common/secret.h"
+#include "common/stun_integrity.h"
 #include "ipc/ctld_netd.h"
 #include "plexd-ctld/nat/discovery.h"
 #include "plexd-ctld/reconcile/reconciler.h"
@@ -93,6 +97,9 @@ class RelayBinder {
   Status start();
   // Our USERNAME. A change re-registers everywhere.
   void setNodeId(std::string nodeId);
+  // Our own WireGuard public key: a relay that answers with it is this node's
+  // own (a bridge whose peers name its relay); it is left alone, quietly.
+  void setOwnKey(const ipc::WgPublicKey& key) { ownKey_ = key; }
   // The reconciler's "relay-bindings" applier: the relays are the peers'
   // fallback endpoints. Never fails and never waits.
   Applier& applier() { return applier_; }
@@ -106,6 +113,7 @@ class RelayBinder {
   void pathUp();
   void runDue();
 
+  // One per relay endpoint, except this node's own relay.
   std::vector<RelayBindingStatus> status() const;
   const RelayBinderStats& stats() const { return stats_; }
 
@@ -116,6 +124,7 @@ class RelayBinder {
     Phase phase = Phase::hello;
     std::optional<ipc::WgPublicKey> relayKey;
     std::optional<BindingKey> key;
+    std::optional<stun::RelayCookie> cookie;  // the relay's, for our next registration
     std::array<uint8_t, 12> txid{};
     uint32_t sends = 0;  // of the current exchange
     MonoTime nextAt{};
@@ -125,6 +134,7 @@ class RelayBinder {
     std::string lastError;
     uint64_t registrations = 0;
     uint64_t keyRequest = 0;  // matches the derive callback to the current keying
+    bool self = false;        // the relay is this node's own
   };
   class BinderApplier final : public Applier {
    public:
@@ -157,6 +167,7 @@ class RelayBinder {
   std::string nodeId_;
   std::map<SockAddr, Entry> entries_;
   std::set<ipc::WgPublicKey> meshKeys_;  // every peer's WireGuard key
+  std::optional<ipc::WgPublicKey> ownKey_;
   uint64_t keyRequests_ = 0;
   double tokens_ = 0;
   MonoTime tokensAt_{};

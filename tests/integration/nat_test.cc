@@ -14,12 +14,17 @@
 //   node ns:    eth0 on the lab hub (control plane), wan0 192.168.N.2 → router
 //   router ns:  lan 192.168.N.1, wan 203.0.113.N, masquerade out of wan
 //   inet ns:    bridge brw 203.0.113.100 + .101, coturn on both (3478, 3479)
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 
 #include <catch2/catch.hpp>
@@ -99,6 +104,13 @@ class Internet {
     mustRun("ip -n " + n.ns + " addr add " + lan + ".2/24 dev wan0");
     mustRun("ip -n " + n.ns + " link set wan0 up");
     mustRun("ip -n " + n.ns + " route add 203.0.113.0/24 via " + lan + ".1");
+    // The lab hub (eth0) is the node's way to the control plane only: no
+    // WireGuard over it, or roaming would find that path around the NATs.
+    mustRun("ip netns exec " + n.ns + " nft add table inet lab");
+    mustRun("ip netns exec " + n.ns + " nft 'add chain inet lab out { type filter hook output priority 0 ; }'");
+    mustRun("ip netns exec " + n.ns + " nft 'add chain inet lab in { type filter hook input priority 0 ; }'");
+    mustRun("ip netns exec " + n.ns + " nft add rule inet lab out oifname eth0 udp sport 51820 drop");
+    mustRun("ip netns exec " + n.ns + " nft add rule inet lab in iifname eth0 udp dport 51820 drop");
     mustRun("ip -n " + r + " link add wan type veth peer name w" + tag_ + n.name + " netns " + ns_);
     mustRun("ip -n " + ns_ + " link set w" + tag_ + n.name + " master brw up");
     mustRun("ip -n " + r + " addr add 203.0.113." + std::to_string(index) + "/24 dev wan");
@@ -114,6 +126,32 @@ class Internet {
               ".2:51820");
     }
     return r;
+  }
+
+  // Gives node `n` an address on the public network itself (no NAT): a
+  // bridge. Its interface there is pub0.
+  void attachPublic(MeshNode& n, const std::string& ip) {
+    mustRun("ip -n " + ns_ + " link add p" + tag_ + n.name + " type veth peer name pub0 netns " + n.ns);
+    mustRun("ip -n " + ns_ + " link set p" + tag_ + n.name + " master brw up");
+    mustRun("ip -n " + n.ns + " addr add " + ip + "/24 dev pub0");
+    mustRun("ip -n " + n.ns + " link set pub0 up");
+  }
+
+  // Replaces the NAT rules of node `name`'s router: masquerade with `flags`,
+  // plus (fullCone) port 51820 forwarded to the node.
+  void renat(const std::string& name, int index, const std::string& flags, bool fullCone) {
+    const std::string r = "pxr" + tag_ + name;
+    const std::string lan = "192.168." + std::to_string(index);
+    mustRun("ip netns exec " + r + " nft flush table ip nat");
+    mustRun("ip netns exec " + r + " nft add rule ip nat post oifname wan masquerade " + flags);
+    if (fullCone) {
+      if (run("ip netns exec " + r + " nft list chain ip nat pre >/dev/null 2>&1") != 0)
+        mustRun("ip netns exec " + r + " nft 'add chain ip nat pre { type nat hook prerouting priority -100 ; }'");
+      mustRun("ip netns exec " + r + " nft add rule ip nat pre iifname wan udp dport 51820 dnat to " + lan +
+              ".2:51820");
+    }
+    // Old mappings go: new flows get the new behaviour.
+    run("ip netns exec " + r + " conntrack -F 2>/dev/null");
   }
 
   // The public side of the NAT mapping for the flow node:51820 → dst, from
@@ -324,4 +362,314 @@ TEST_CASE("relay: a bridge's relayd opens the ports the control plane assigns, a
   if (!pollUntil([&] { return !listening("40001") && !listening("51821"); }, 30s))
     FAIL("relayd did not close its ports\n" << lab.log(br));
   CHECK(lab.daemonPid(br, "relayd") == relayd);  // the same process throughout (no crash, no seccomp kill)
+}
+
+// ---------------------------------------------------------------------------
+// Relayed through a bridge (docs/nat.md "The relay", docs/relay.md).
+
+namespace {
+
+constexpr const char* kRelayHost = "203.0.113.50";
+constexpr uint16_t kPortA = 40001;
+constexpr uint16_t kPortB = 40002;
+
+// What crossed the bridge's public interface, from a pcap file: UDP
+// datagrams to or from the relay ports, by kind.
+struct Capture {
+  size_t udpOnRelayPorts = 0;
+  size_t wireguard = 0;       // WireGuard-shaped (type 1..4, sizes as WireGuard sends them)
+  size_t wireguardData = 0;   // of which transport data (type 4)
+  size_t stun = 0;            // registration traffic
+  size_t other = 0;           // anything else (must be none)
+  bool plaintextSeen = false;  // the ping's marker bytes anywhere in a frame
+  std::vector<uint8_t> registration;  // a node's registration request, as sent
+  uint16_t registrationPort = 0;      // the relay port it went to
+};
+
+bool isWireGuardShaped(const uint8_t* p, size_t n) {
+  if (n < 32 || p[1] != 0 || p[2] != 0 || p[3] != 0) return false;
+  switch (p[0]) {
+    case 1: return n == 148;
+    case 2: return n == 92;
+    case 3: return n == 64;
+    case 4: return n >= 32;
+    default: return false;
+  }
+}
+
+Capture readCapture(const std::string& path, const std::string& marker) {
+  Capture c;
+  const std::string f = readFile(path);
+  REQUIRE(f.size() >= 24);
+  const auto* d = reinterpret_cast<const uint8_t*>(f.data());
+  uint32_t magic = 0;
+  std::memcpy(&magic, d, 4);
+  REQUIRE((magic == 0xa1b2c3d4 || magic == 0xa1b23c4d));  // host order, as tcpdump writes it
+  uint32_t linktype = 0;
+  std::memcpy(&linktype, d + 20, 4);
+  REQUIRE(linktype == 1);  // Ethernet
+  size_t off = 24;
+  while (off + 16 <= f.size()) {
+    uint32_t incl = 0;
+    std::memcpy(&incl, d + off + 8, 4);
+    off += 16;
+    if (off + incl > f.size()) break;  // a record cut by the stop
+    const uint8_t* fr = d + off;
+    off += incl;
+    if (std::string_view(reinterpret_cast<const char*>(fr), incl).find(marker) != std::string_view::npos)
+      c.plaintextSeen = true;
+    if (incl < 14 + 20 + 8 || fr[12] != 0x08 || fr[13] != 0x00) continue;  // IPv4 only
+    const uint8_t* ip = fr + 14;
+    const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
+    if (ip[9] != 17 || incl < 14 + ihl + 8) continue;
+    const uint8_t* udp = ip + ihl;
+    const uint16_t sport = static_cast<uint16_t>(udp[0] << 8 | udp[1]);
+    const uint16_t dport = static_cast<uint16_t>(udp[2] << 8 | udp[3]);
+    const bool relayPort = sport == kPortA || sport == kPortB || dport == kPortA || dport == kPortB;
+    if (!relayPort) continue;
+    ++c.udpOnRelayPorts;
+    const uint8_t* pl = udp + 8;
+    const size_t n = incl - 14 - ihl - 8;
+    if (n >= 20 && pl[4] == 0x21 && pl[5] == 0x12 && pl[6] == 0xA4 && pl[7] == 0x42) {
+      ++c.stun;
+      // A Binding request to the relay that is not a hello (108 bytes): a registration.
+      if (c.registration.empty() && pl[0] == 0x00 && pl[1] == 0x01 && n != 108 &&
+          (dport == kPortA || dport == kPortB)) {
+        c.registration.assign(pl, pl + n);
+        c.registrationPort = dport;
+      }
+    } else if (isWireGuardShaped(pl, n)) {
+      ++c.wireguard;
+      if (pl[0] == 4) ++c.wireguardData;
+    } else {
+      ++c.other;
+    }
+  }
+  return c;
+}
+
+// Sends `count` copies of `payload` from srcIp (which must exist in namespace
+// `ns`) to dst:port, from a child that enters the namespace.
+void sendFromNs(const std::string& ns, const std::string& srcIp, const std::string& dst, uint16_t port,
+                const std::vector<uint8_t>& payload, int count) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(2);
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    ::inet_pton(AF_INET, srcIp.c_str(), &src.sin_addr);
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) ::_exit(3);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    ::inet_pton(AF_INET, dst.c_str(), &to.sin_addr);
+    for (int i = 0; i < count; ++i)
+      (void)::sendto(s, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+}
+
+// GET /v1/status from the node's API socket, parsed.
+rapidjson::Document nodeStatus(MeshLab& lab, const MeshNode& n) {
+  const std::string body =
+      lab.nsExec(n, "curl -s --max-time 5 --unix-socket " + n.suite->apiSocket() + " http://localhost/v1/status");
+  rapidjson::Document d;
+  d.Parse(body.c_str());
+  return d;
+}
+
+uint64_t relayCounter(MeshLab& lab, const MeshNode& bridge, const char* group, const char* name) {
+  auto d = nodeStatus(lab, bridge);
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("relay") || !d["relay"].HasMember("service")) return 0;
+  const auto* v = &d["relay"]["service"];
+  if (group != nullptr) {
+    if (!v->HasMember(group)) return 0;
+    v = &(*v)[group];
+  }
+  if (!v->HasMember(name) || !(*v)[name].IsUint64()) return 0;
+  return (*v)[name].GetUint64();
+}
+
+uint32_t registeredRelays(MeshLab& lab, const MeshNode& n) {
+  auto d = nodeStatus(lab, n);
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("relay")) return 0;
+  return d["relay"]["registered"].GetUint();
+}
+
+// A tcpdump on the node's pub0 writing `path`; stopped (SIGINT, so the file
+// is complete) by stop() or the destructor.
+class Tcpdump {
+ public:
+  Tcpdump(const MeshNode& n, std::string path) : path_(std::move(path)), log_(path_ + ".log") {
+    UniqueFd netns(::open(("/run/netns/" + n.ns).c_str(), O_RDONLY | O_CLOEXEC));
+    SpawnOptions so;
+    so.netns = netns.get();
+    pid_ = spawn({"/usr/bin/tcpdump", "-i", "pub0", "-n", "-U", "-s", "0", "-w", path_, "udp"}, log_, so);
+    if (!pollUntil([&] { return readFile(log_).find("listening on") != std::string::npos; }, 15s)) {
+      const std::string log = readFile(log_);
+      stop();
+      FAIL("tcpdump did not start\n" << log);
+    }
+  }
+  ~Tcpdump() {
+    stop();
+    std::remove(path_.c_str());
+    std::remove(log_.c_str());
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGINT);
+    if (!pollUntil([&] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; }, 10s)) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, log_;
+  pid_t pid_ = -1;
+};
+
+// A bridge on the public network with the relay on, nodes a and b behind
+// NATs with `flags`, each reachable (for the other) only through its relay port.
+struct RelayedPair {
+  MeshLab& lab;
+  Internet& inet;
+  MeshNode* br = nullptr;
+  MeshNode* a = nullptr;
+  MeshNode* b = nullptr;
+
+  RelayedPair(MeshLab& l, Internet& i, const std::string& flags, const std::string& extraNat = "") : lab(l), inet(i) {
+    MeshNodeOptions bo;
+    bo.bridge = true;
+    bo.prepare = [&i](MeshNode& n) { i.attachPublic(n, kRelayHost); };
+    br = &lab.addNode(bo);
+    MeshNodeOptions ao = behindNat(inet, 1, flags);
+    ao.natYaml += extraNat;
+    a = &lab.addNode(ao);
+    MeshNodeOptions bopt = behindNat(inet, 2, flags);
+    bopt.natYaml += extraNat;
+    b = &lab.addNode(bopt);
+    const std::string body = std::string(R"({"relay":{"enabled":true,"listen_port":51821,"assignments":[)") +
+                             R"({"peer_node_id":")" + a->nodeId + R"(","fallback_endpoint":")" + kRelayHost +
+                             R"(","fallback_endpoint_port":)" + std::to_string(kPortA) + "}," +
+                             R"({"peer_node_id":")" + b->nodeId + R"(","fallback_endpoint":")" + kRelayHost +
+                             R"(","fallback_endpoint_port":)" + std::to_string(kPortB) + "}" +
+                             R"(]},"user_access":null,"ingress":null,"site_to_site":null})";
+    auto r = lab.emulator().admin("PUT", "/admin/nodes/" + br->nodeId + "/bridge", body);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    for (auto [n, port] : {std::pair{a, kPortA}, std::pair{b, kPortB}}) {
+      auto p = lab.emulator().admin("PATCH", "/admin/nodes/" + n->nodeId,
+                                    std::string(R"({"fallback_endpoint":")") + kRelayHost + ":" +
+                                        std::to_string(port) + "\"}");
+      REQUIRE(p.status == 200);
+    }
+  }
+
+  // x has a handshake with y through y's relay port.
+  bool relayedHandshake(MeshNode& x, MeshNode& y, uint16_t yPort) {
+    const std::string key = lab.wgPublicKey(y);
+    auto peers = lab.wgPeers(x);
+    auto it = peers.find(key);
+    return it != peers.end() && it->second.lastHandshake != 0 &&
+           it->second.endpoint == std::string(kRelayHost) + ":" + std::to_string(yPort);
+  }
+  void waitRelayed(std::chrono::seconds timeout) {
+    if (!pollUntil([&] { return relayedHandshake(*a, *b, kPortB) && relayedHandshake(*b, *a, kPortA); }, timeout))
+      FAIL("a and b did not handshake through the relay within " << timeout.count() << " s\n"
+                                                                  << lab.describe() << "\nbridge:\n"
+                                                                  << lab.log(*br));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("relay: two nodes behind symmetric NATs talk through the bridge, which sees only ciphertext") {
+  if (!root()) return;
+  MeshLab lab;
+  Internet inet;
+  RelayedPair p(lab, inet, "fully-random");
+  // Both register on the other's relay port (a hello, then an authenticated binding).
+  if (!pollUntil([&] { return registeredRelays(lab, *p.a) >= 1 && registeredRelays(lab, *p.b) >= 1; }, 60s))
+    FAIL("the nodes did not register on the relay\n" << lab.log(*p.a) << "\nbridge:\n" << lab.log(*p.br));
+  if (!pollUntil([&] { return relayCounter(lab, *p.br, nullptr, "registrations") >= 2; }, 20s))
+    FAIL("the bridge's status shows no registrations: "
+         << lab.nsExec(*p.br, "curl -s --max-time 5 --unix-socket " + p.br->suite->apiSocket() +
+                                  " http://localhost/v1/status"));
+  p.waitRelayed(90s);
+
+  // What crosses the bridge while the nodes ping each other with a marker.
+  const std::string marker = "plexd-plain";  // 70 6c 65 78 64 2d 70 6c 61 69 6e
+  std::vector<uint8_t> registration;
+  uint16_t registrationPort = 0;
+  {
+    Tcpdump dump(*p.br, "/tmp/plexd-relay-" + std::to_string(::getpid()) + ".pcap");
+    const uint64_t before = relayCounter(lab, *p.br, nullptr, "forwarded_packets");
+    const std::string ping = " ping -n -c 5 -i 0.2 -W 2 -p 706c6578642d706c61696e ";
+    CHECK(lab.nsExec(*p.a, ping + p.b->meshIp).find(" 0% packet loss") != std::string::npos);
+    CHECK(lab.nsExec(*p.b, ping + p.a->meshIp).find(" 0% packet loss") != std::string::npos);
+    if (!pollUntil([&] { return relayCounter(lab, *p.br, nullptr, "forwarded_packets") >= before + 20; }, 20s))
+      FAIL("the relay did not count the ping traffic as forwarded");
+    // Until a registration refresh (every 20 s) has crossed too: the replay below needs one.
+    if (!pollUntil([&] { return !readCapture(dump.path(), marker).registration.empty(); }, 30s))
+      FAIL("no registration refresh seen on the bridge within 30 s");
+    dump.stop();
+    const Capture c = readCapture(dump.path(), marker);
+    registration = c.registration;
+    registrationPort = c.registrationPort;
+    INFO("udp on relay ports " << c.udpOnRelayPorts << ", wireguard " << c.wireguard << " (data " << c.wireguardData
+                               << "), stun " << c.stun << ", other " << c.other);
+    CHECK_FALSE(c.plaintextSeen);
+    CHECK(c.wireguardData >= 40);  // 20 echo requests + 20 replies, each in and out of the relay
+    CHECK(c.other == 0);
+  }
+  // Each node's NAT only knows the relay: no flow between the two NATs' public addresses.
+  std::string flows;
+  run("ip netns exec pxr" + std::to_string(::getpid() % 10000) + p.a->name + " conntrack -L -p udp 2>/dev/null",
+      &flows);
+  INFO(flows);
+  CHECK(flows.find(std::string("dst=") + kRelayHost + " ") != std::string::npos);
+  CHECK(flows.find("dst=203.0.113.2 ") == std::string::npos);
+
+  // Abuse: an address that never registered, junk, and a flood.
+  mustRun("ip -n " + inet.ns() + " addr add 203.0.113.99/24 dev brw");
+  std::vector<uint8_t> handshake(148, 0);
+  handshake[0] = 1;
+  std::vector<uint8_t> data(96, 0xA5);
+  data[0] = 4;
+  data[1] = data[2] = data[3] = 0;
+  const uint64_t unknown0 = relayCounter(lab, *p.br, "dropped", "unknown_source");
+  const uint64_t notWg0 = relayCounter(lab, *p.br, "dropped", "not_wireguard");
+  // A node's captured registration replayed from another address: a valid MAC,
+  // but the relay's cookie in it was issued to the node's address. Refused,
+  // counted, and the node's binding stays where it is.
+  const uint64_t rejected0 = relayCounter(lab, *p.br, nullptr, "registrations_rejected");
+  sendFromNs(inet.ns(), "203.0.113.99", kRelayHost, registrationPort, registration, 1);
+  sendFromNs(inet.ns(), "203.0.113.99", kRelayHost, kPortA, handshake, 10);
+  sendFromNs(inet.ns(), "203.0.113.99", kRelayHost, kPortB, std::vector<uint8_t>(50, 0x17), 10);
+  sendFromNs(inet.ns(), "203.0.113.99", kRelayHost, kPortA, data, 5000);  // a flood
+  uint64_t unknown = 0, notWg = 0;
+  if (!pollUntil(
+          [&] {
+            unknown = relayCounter(lab, *p.br, "dropped", "unknown_source");
+            notWg = relayCounter(lab, *p.br, "dropped", "not_wireguard");
+            return unknown >= unknown0 + 1000 && notWg >= notWg0 + 10 &&
+                   relayCounter(lab, *p.br, nullptr, "registrations_rejected") >= rejected0 + 1;
+          },
+          30s))
+    FAIL("the relay did not count the abuse: unknown_source " << unknown0 << " → " << unknown << ", not_wireguard "
+                                                              << notWg0 << " → " << notWg);
+  // Most of the flood reached the relay's socket (the rest the kernel dropped on a full queue), and the
+  // nodes still talk through it.
+  CHECK(lab.nsExec(*p.a, "ping -n -c 3 -i 0.2 -W 2 " + p.b->meshIp).find(" 0% packet loss") != std::string::npos);
 }

@@ -48,10 +48,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   stun::TransactionId txid{};
   std::copy(rest.begin() + 32, rest.begin() + 44, txid.begin());
   std::string user(reinterpret_cast<const char*>(rest.data() + 44), rest.size() - 44);
-  auto msg = stun::buildAuthenticatedBinding(txid, user, key, false, std::nullopt);
+  stun::RelayCookie cookie{};
+  std::copy(rest.begin(), rest.begin() + static_cast<long>(cookie.size()), cookie.begin());
+  auto msg = stun::buildAuthenticatedBinding(txid, user, key, false, std::nullopt, cookie);
   if (msg.empty()) return 0;  // username not 1..64 printable bytes
   auto m = stun::parseAuthenticatedBinding(msg);
-  check(m.ok() && m->username == user && m->txid == txid && m->hasIntegrity);
+  check(m.ok() && m->username == user && m->txid == txid && m->hasIntegrity && m->cookie == cookie);
   check(stun::verifyIntegrity(*m, msg, key));
   key[0] ^= 1;
   check(!stun::verifyIntegrity(*m, msg, key));

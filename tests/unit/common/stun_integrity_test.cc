@@ -251,6 +251,30 @@ TEST_CASE("truncated, oversized and malformed messages are refused") {
   CHECK_FALSE(parseAuthenticatedBinding(raw(kBindingSuccess, {{kAttrXorMappedAddress, Bytes{0, 1, 0x21, 0x12, 1, 1, 1, 1}}})).ok());
   CHECK_FALSE(parseAuthenticatedBinding(raw(kBindingSuccess, {{kAttrPlexdRelayKey, Bytes(31, 1)}})).ok());
   CHECK_FALSE(parseAuthenticatedBinding(raw(kBindingSuccess, {{kAttrPlexdRelayKey, Bytes(32, 1)}, {kAttrPlexdRelayKey, Bytes(32, 1)}})).ok());
+  CHECK_FALSE(parseAuthenticatedBinding(raw(kBindingSuccess, {{kAttrPlexdCookie, Bytes(15, 1)}})).ok());
+  CHECK_FALSE(parseAuthenticatedBinding(raw(kBindingSuccess, {{kAttrPlexdCookie, Bytes(16, 1)}, {kAttrPlexdCookie, Bytes(16, 1)}})).ok());
+}
+
+TEST_CASE("a registration's cookie is covered by the MAC") {
+  const auto key = keyOf(4);
+  RelayCookie cookie{};
+  cookie.fill(0x3A);
+  const Bytes built = buildAuthenticatedBinding(kTx, "node-4", key, false, std::nullopt, cookie);
+  auto m = parseAuthenticatedBinding(built);
+  REQUIRE(m.ok());
+  CHECK(m->cookie == cookie);
+  CHECK(verifyIntegrity(*m, built, key));
+  CHECK(m->integrityOffset > 20 + 4 + 8 + 4);  // USERNAME, then the cookie, then the MAC
+  // Another cookie in its place: the MAC no longer verifies (FINGERPRINT recomputed).
+  Bytes swapped = built;
+  const size_t at = 20 + 4 + 8 + 4;  // the cookie's value, after USERNAME "node-4" (padded to 8)
+  swapped[at] ^= 1;
+  const uint32_t fp = crc32(std::span<const uint8_t>(swapped.data(), swapped.size() - 8)) ^ kFingerprintXor;
+  for (int i = 0; i < 4; ++i) swapped[swapped.size() - 4 + static_cast<size_t>(i)] = static_cast<uint8_t>(fp >> (24 - 8 * i));
+  auto t = parseAuthenticatedBinding(swapped);
+  REQUIRE(t.ok());
+  CHECK(*t->cookie != cookie);
+  CHECK_FALSE(verifyIntegrity(*t, swapped, key));
 }
 
 TEST_CASE("the hello request is padded so that the relay's hello is never larger") {
@@ -266,10 +290,12 @@ TEST_CASE("the hello request is padded so that the relay's hello is never larger
 
   std::array<uint8_t, 32> relayKey{};
   for (size_t i = 0; i < 32; ++i) relayKey[i] = static_cast<uint8_t>(0xF0 ^ i);
-  const Bytes hello4 = buildRelayHello(kTx, v4(203, 0, 113, 9, 61000), relayKey);
-  const Bytes hello6 = buildRelayHello(kTx, v6Doc(61001), relayKey);
-  CHECK(hello4.size() == 76);
-  CHECK(hello6.size() == 88);
+  RelayCookie cookie{};
+  cookie.fill(0x5C);
+  const Bytes hello4 = buildRelayHello(kTx, v4(203, 0, 113, 9, 61000), relayKey, cookie);
+  const Bytes hello6 = buildRelayHello(kTx, v6Doc(61001), relayKey, cookie);
+  CHECK(hello4.size() == 96);
+  CHECK(hello6.size() == 108);
   CHECK(hello6.size() <= req.size());
   for (const Bytes& h : {hello4, hello6}) {
     auto p = parseAuthenticatedBinding(h);
@@ -280,10 +306,11 @@ TEST_CASE("the hello request is padded so that the relay's hello is never larger
     CHECK(*p->relayKey == relayKey);
     REQUIRE(p->xorMapped);
     CHECK_FALSE(p->hasIntegrity);
+    CHECK(p->cookie == cookie);
   }
   CHECK(parseAuthenticatedBinding(hello4)->xorMapped == v4(203, 0, 113, 9, 61000));
   CHECK(parseAuthenticatedBinding(hello6)->xorMapped == v6Doc(61001));
-  CHECK(buildRelayHello(kTx, SockAddr{}, relayKey).empty());
+  CHECK(buildRelayHello(kTx, SockAddr{}, relayKey, cookie).empty());
 }
 
 TEST_CASE("WireGuard messages are not STUN") {

@@ -38,6 +38,17 @@ const std::array<uint8_t, 32> kBindingKey = [] {
   return k;
 }();
 
+const stun::RelayCookie kCookie = [] {
+  stun::RelayCookie c{};
+  c.fill(0xC0);
+  return c;
+}();
+const stun::RelayCookie kNextCookie = [] {
+  stun::RelayCookie c{};
+  c.fill(0xC1);
+  return c;
+}();
+
 struct Sent {
   SockAddr to;
   std::vector<uint8_t> bytes;
@@ -111,13 +122,14 @@ struct Harness {
 
   void answerHello(const SockAddr& relay, const ipc::WgPublicKey& relayKey) {
     auto req = last();
-    auto bytes = stun::buildRelayHello(req.txid, *SockAddr::parse("203.0.113.7:51820"), relayKey);
+    auto bytes = stun::buildRelayHello(req.txid, *SockAddr::parse("203.0.113.7:51820"), relayKey, kCookie);
     binder->onDatagram(relay, bytes);
   }
   void answerRegistration(const SockAddr& relay, const std::array<uint8_t, 32>& key,
                           std::string username = kNodeId) {
     auto req = last();
-    auto bytes = stun::buildAuthenticatedBinding(req.txid, username, key, true, *SockAddr::parse("203.0.113.7:51820"));
+    auto bytes = stun::buildAuthenticatedBinding(req.txid, username, key, true, *SockAddr::parse("203.0.113.7:51820"),
+                                                 kNextCookie);
     binder->onDatagram(relay, bytes);
   }
   RelayBindingStatus only() {
@@ -157,6 +169,7 @@ TEST_CASE("relay binder: hello, key from netd, authenticated registration, refre
   CHECK(reg.username == kNodeId);
   REQUIRE(reg.hasIntegrity);
   CHECK(stun::verifyIntegrity(reg, h.transport.sent.back().bytes, kBindingKey));
+  CHECK(reg.cookie == kCookie);  // the hello's cookie, echoed (covered by the MAC)
   CHECK(h.only().state == "registering");
   CHECK_FALSE(h.only().registered);
 
@@ -179,6 +192,7 @@ TEST_CASE("relay binder: hello, key from netd, authenticated registration, refre
   auto again = h.last();
   CHECK(again.username == kNodeId);
   CHECK(again.txid != reg.txid);
+  CHECK(again.cookie == kNextCookie);  // the one the last answer brought
   CHECK(h.only().registered);
   CHECK(h.derived.size() == 1);  // the key is kept
   h.answerRegistration(kRelay, kBindingKey);

@@ -56,9 +56,11 @@ struct Setup {
     return from.drain();
   }
   // A registers node `id` with `key` on `relay` and returns the answers.
+  // With the cookie the relay gives `from` on that port now (a hello would carry it).
   std::vector<Datagram> registerOn(const Peer& from, const SockAddr& relay, const std::string& id,
                                    const std::array<uint8_t, 32>& key, uint8_t tx = 1) {
-    return exchange(from, relay, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt));
+    const stun::RelayCookie c = registrar.currentCookie(relay == relayA ? portA : portB, from.addr());
+    return exchange(from, relay, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt, c));
   }
 
   EngineFixture f;
@@ -163,7 +165,8 @@ TEST_CASE("a wrong key, an unknown node or a changed byte gets no answer and no 
   CHECK(s.registerOn(s.a, s.relayB, "node-z", keyOf(1)).empty());
   CHECK(s.registrar.stats().rejected_unknown_user == 1);
 
-  Bytes good = stun::buildAuthenticatedBinding(txOf(3), "node-a", keyOf(1), false, std::nullopt);
+  Bytes good = stun::buildAuthenticatedBinding(txOf(3), "node-a", keyOf(1), false, std::nullopt,
+                                              s.registrar.currentCookie(s.portB, s.a.addr()));
   Bytes tampered = good;
   tampered[10] ^= 1;  // the transaction id: FINGERPRINT catches it
   CHECK(s.exchange(s.a, s.relayB, tampered).empty());
@@ -279,4 +282,54 @@ TEST_CASE("datagrams that are neither WireGuard nor STUN are left to the engine,
   CHECK(stranger.drain().empty());
   CHECK(f.engine->stats().not_wireguard == 2);
   CHECK(f.engine->stats().control == 0);
+}
+
+TEST_CASE("a registration needs a fresh cookie issued to its own source: replays from elsewhere fail") {
+  RegistrarOptions o;
+  o.cookiePeriod = 60s;
+  Setup s(o);
+  // The hello hands out the cookie; a registration echoing it binds.
+  auto hello = s.exchange(s.a, s.relayB, stun::buildRelayHelloRequest(txOf(9)));
+  REQUIRE(hello.size() == 1);
+  auto h = stun::parseAuthenticatedBinding(hello[0].bytes);
+  REQUIRE(h.ok());
+  REQUIRE(h->cookie);
+  const Bytes reg = stun::buildAuthenticatedBinding(txOf(1), "node-a", keyOf(1), false, std::nullopt, h->cookie);
+  auto got = s.exchange(s.a, s.relayB, reg);
+  checkRegistered(got, s.relayB, s.a, "node-a", keyOf(1));
+  // The answer brings the next cookie (authenticated), which works too.
+  auto answer = stun::parseAuthenticatedBinding(got[0].bytes);
+  REQUIRE(answer.ok());
+  REQUIRE(answer->cookie);
+  checkRegistered(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(2), "node-a", keyOf(1), false,
+                                                                             std::nullopt, answer->cookie)),
+                  s.relayB, s.a, "node-a", keyOf(1), 2);
+
+  // The same bytes replayed by someone else: valid MAC, but not their cookie.
+  Peer attacker;
+  CHECK(s.exchange(attacker, s.relayB, reg).empty());
+  CHECK(s.registrar.stats().rejected_cookie == 1);
+  // On another relay port: not issued there.
+  CHECK(s.exchange(s.a, s.relayA, reg).empty());
+  CHECK(s.registrar.stats().rejected_cookie == 2);
+  // No cookie at all.
+  CHECK(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(3), "node-a", keyOf(1), false, std::nullopt))
+            .empty());
+  CHECK(s.registrar.stats().rejected_cookie == 3);
+  // The attacker's address never got bound: A's traffic still goes to A.
+  s.b.send(s.relayA, transport(64, 1));  // B is not registered on A's port: nothing
+  s.f.settle(++s.sent);
+  CHECK(attacker.drain().empty());
+
+  // Still good in the next period, stale after two.
+  s.f.clock.advance(60s);
+  checkRegistered(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(4), "node-a", keyOf(1), false,
+                                                                             std::nullopt, h->cookie)),
+                  s.relayB, s.a, "node-a", keyOf(1), 4);
+  s.f.clock.advance(60s);
+  CHECK(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(5), "node-a", keyOf(1), false, std::nullopt,
+                                                                  h->cookie))
+            .empty());
+  CHECK(s.registrar.stats().rejected_cookie == 4);
+  CHECK(s.registrar.stats().registrations == 3);
 }

@@ -139,7 +139,10 @@ struct Fixture {
   // Node `id` registers from `from` on `port` with `key`: the answers.
   std::vector<Datagram> registerOn(const UdpPeer& from, uint16_t port, const std::string& id, const Key& key,
                                    uint8_t tx = 1) {
-    return exchange(from, port, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt));
+    // The cookie the relay gives `from` on that port now (a hello would carry it).
+    std::optional<stun::RelayCookie> cookie;
+    if (auto p = service->portId(port)) cookie = registrar->currentCookie(*p, from.addr());
+    return exchange(from, port, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt, cookie));
   }
 };
 
