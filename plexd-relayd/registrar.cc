@@ -57,6 +57,15 @@ void Registrar::setNodeKey(std::string nodeId, NodeId handle, const std::array<u
 bool Registrar::removeNode(const std::string& nodeId) { return nodes_.erase(nodeId) > 0; }
 
 bool Registrar::allow(const SockAddr& source, MonoTime now) {
+  if (options_.maxPerSecond != 0) {
+    // Everyone together first: a flood from many (spoofed) sources.
+    const double rate = options_.maxPerSecond;
+    const double elapsed = std::chrono::duration<double>(now - global_.last).count();
+    global_.tokens = global_.last == MonoTime{} ? rate : std::min(rate, global_.tokens + std::max(0.0, elapsed) * rate);
+    global_.last = now;
+    if (global_.tokens < 1.0) return false;
+    global_.tokens -= 1.0;
+  }
   if (options_.maxPerSourcePerSecond == 0) return true;
   const double rate = options_.maxPerSourcePerSecond;
   auto it = buckets_.find(source);

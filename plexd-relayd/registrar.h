@@ -44,6 +44,9 @@ struct RegistrarOptions {
   std::chrono::seconds cookiePeriod{60};
   uint32_t maxPerSourcePerSecond = 5;  // token bucket rate and burst; 0 = unlimited
   size_t maxTrackedSources = 4096;     // rate-limit table entries
+  // All sources together (a spoofed flood from many addresses): requests
+  // per second, burst the same; 0 = unlimited. Bounds the HMACs per second.
+  uint32_t maxPerSecond = 2000;
 };
 
 struct RegistrarStats {
@@ -119,6 +122,7 @@ class Registrar {
   std::array<uint8_t, 32> cookieSecret_{};  // random per process, wiped on destruction
   std::unordered_map<std::string, NodeKey> nodes_;
   std::unordered_map<SockAddr, Bucket, SourceHash> buckets_;
+  Bucket global_{};
   MonoTime lastPrune_{};
   RegistrarStats stats_;
 };

@@ -333,3 +333,23 @@ TEST_CASE("a registration needs a fresh cookie issued to its own source: replays
   CHECK(s.registrar.stats().rejected_cookie == 4);
   CHECK(s.registrar.stats().registrations == 3);
 }
+
+TEST_CASE("all sources together are limited too (a flood from many addresses)") {
+  RegistrarOptions o;
+  o.maxPerSourcePerSecond = 5;
+  o.maxPerSecond = 8;
+  Setup s(o);
+  std::vector<std::unique_ptr<Peer>> peers;
+  const Bytes hello = stun::buildRelayHelloRequest(txOf(1));
+  size_t answered = 0;
+  for (int i = 0; i < 12; ++i) {
+    peers.push_back(std::make_unique<Peer>());
+    answered += s.exchange(*peers.back(), s.relayA, hello).size();
+  }
+  CHECK(answered == 8);
+  CHECK(s.registrar.stats().rate_limited == 4);
+  s.f.clock.advance(500ms);  // four tokens back
+  answered = 0;
+  for (int i = 0; i < 6; ++i) answered += s.exchange(*peers[static_cast<size_t>(i)], s.relayA, hello).size();
+  CHECK(answered == 4);
+}
