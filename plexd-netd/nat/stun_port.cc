@@ -103,6 +103,32 @@ bool RateLimit::take(std::chrono::steady_clock::time_point now) {
   return true;
 }
 
+std::optional<StunPacket> parseStunPacket(std::span<const uint8_t> packet, bool v6, uint16_t port) {
+  StunPacket out;
+  std::span<const uint8_t> udp;
+  if (!v6) {
+    if (packet.size() < 20) return std::nullopt;
+    const size_t ihl = size_t{packet[0] & 0x0fu} * 4;
+    if ((packet[0] >> 4) != 4 || ihl < 20 || packet.size() < ihl + 8) return std::nullopt;
+    out.from.family = 4;
+    std::memcpy(out.from.addr.data(), &packet[12], 4);
+    out.local.family = 4;
+    std::memcpy(out.local.addr.data(), &packet[16], 4);
+    udp = packet.subspan(ihl);
+  } else {
+    if (packet.size() < 8) return std::nullopt;
+    udp = packet;
+  }
+  const uint16_t udpLen = be16(&udp[4]);
+  if (be16(&udp[2]) != port || udpLen < 8 || udpLen > udp.size()) return std::nullopt;
+  out.from.port = be16(&udp[0]);
+  out.local.port = port;
+  out.payload = udp.subspan(8, udpLen - 8u);
+  if (out.from.port == 0 || out.payload.size() > ipc::kMaxStunDatagramBytes || !ipc::isStunDatagram(out.payload))
+    return std::nullopt;
+  return out;
+}
+
 StunPort::StunPort(uint16_t port, OnDatagram onDatagram)
     : port_(port),
       onDatagram_(std::move(onDatagram)),
@@ -192,27 +218,16 @@ void StunPort::readable(bool v6) {
       ++stats_.malformed;
       continue;
     }
-    SockAddr from;
-    SockAddr local;
-    std::span<const uint8_t> udp;
-    if (!v6) {
-      if (packet.size() < 20) {
-        ++stats_.malformed;
-        continue;
-      }
-      const size_t ihl = size_t{packet[0] & 0x0fu} * 4;
-      if (ihl < 20 || packet.size() < ihl + 8) {
-        ++stats_.malformed;
-        continue;
-      }
-      from.family = 4;
-      std::memcpy(from.addr.data(), &packet[12], 4);
-      local.family = 4;
-      std::memcpy(local.addr.data(), &packet[16], 4);
-      udp = packet.subspan(ihl);
-    } else {
+    std::optional<StunPacket> parsed = parseStunPacket(packet, v6, port_);
+    if (!parsed) {
+      ++stats_.malformed;
+      continue;
+    }
+    SockAddr from = parsed->from;
+    SockAddr local = parsed->local;
+    if (v6) {
       const auto* sa = reinterpret_cast<const sockaddr_in6*>(&src);
-      if (src.ss_family != AF_INET6 || packet.size() < 8) {
+      if (src.ss_family != AF_INET6) {
         ++stats_.malformed;
         continue;
       }
@@ -226,20 +241,8 @@ void StunPort::readable(bool v6) {
           std::memcpy(local.addr.data(), &info.ipi6_addr, 16);
         }
       }
-      udp = packet;
     }
-    const uint16_t udpLen = be16(&udp[4]);
-    if (be16(&udp[2]) != port_ || udpLen < 8 || udpLen > udp.size()) {
-      ++stats_.malformed;
-      continue;
-    }
-    from.port = be16(&udp[0]);
-    local.port = port_;
-    std::span<const uint8_t> payload = udp.subspan(8, udpLen - 8u);
-    if (from.port == 0 || payload.size() > ipc::kMaxStunDatagramBytes || !ipc::isStunDatagram(payload)) {
-      ++stats_.malformed;
-      continue;
-    }
+    const std::span<const uint8_t> payload = parsed->payload;
     if (!receiveLimit_.take(std::chrono::steady_clock::now())) {
       ++stats_.receivedLimited;
       continue;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "common/event.h"
@@ -51,6 +52,20 @@ class RateLimit {
   double tokens_;
   std::chrono::steady_clock::time_point last_{};
 };
+
+// One packet a raw socket read, checked: for IPv4 the IP header (its
+// addresses are read here; IHL bounded by the packet), then the UDP header
+// (destination port = `port`, length within the packet, source port not 0),
+// then the payload (a STUN message, ipc::isStunDatagram, at most
+// ipc::kMaxStunDatagramBytes). IPv6 raw sockets deliver no IP header: the
+// packet starts with UDP and the addresses come from the socket (left empty
+// here). nullopt: malformed. Pure, for the reader and the fuzzer.
+struct StunPacket {
+  SockAddr from;   // IPv4: address and port; IPv6: port only
+  SockAddr local;  // IPv4: address and port; IPv6: port only
+  std::span<const uint8_t> payload;
+};
+std::optional<StunPacket> parseStunPacket(std::span<const uint8_t> packet, bool v6, uint16_t port);
 
 class StunPort {
  public:
