@@ -54,6 +54,8 @@ void feedTx(TxAssembler& tx, const FrameView& f) {
     case MsgType::stun_received: (void)decodePayload<StunReceived>(f.payload); break;
     case MsgType::relay_key_request: (void)decodePayload<RelayKeyRequest>(f.payload); break;
     case MsgType::relay_key_reply: (void)decodePayload<RelayKeyReply>(f.payload); break;
+    case MsgType::relay_identity: (void)decodePayload<RelayIdentity>(f.payload); break;
+    case MsgType::relay_status_reply: (void)decodePayload<RelayStatusReply>(f.payload); break;
     default: break;
   }
 }
