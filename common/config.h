@@ -157,6 +157,10 @@ struct NatConfig {
   Duration refreshInterval{std::chrono::seconds(60)};
   Duration timeout{std::chrono::seconds(5)};
   Duration minReportInterval{std::chrono::seconds(10)};
+  // Direct first, relay fallback (docs/path_selection.md; plexd).
+  Duration directTimeout{std::chrono::seconds(30)};
+  Duration directRetryInterval{std::chrono::minutes(5)};
+  Duration pathProbeInterval{std::chrono::seconds(5)};
 };
 
 struct PolicyConfig {

@@ -345,6 +345,12 @@ std::vector<FieldSpec> build() {
   add(duration("nat.timeout", PLEXD_CFG(nat.timeout), kMs(100), minutes(1)).ref().help("Per-server STUN timeout."));
   add(duration("nat.min_report_interval", PLEXD_CFG(nat.minReportInterval), seconds(1), hours(1))
           .ref().help("Floor on the endpoint report cadence."));
+  add(duration("nat.direct_timeout", PLEXD_CFG(nat.directTimeout), seconds(5), minutes(10))
+          .help("How long a peer's direct endpoint gets to show traffic before its relay is used (docs/path_selection.md)."));
+  add(duration("nat.direct_retry_interval", PLEXD_CFG(nat.directRetryInterval), seconds(10), hours(24))
+          .help("How often a relayed peer's direct endpoint is tried again (on wall-clock multiples)."));
+  add(duration("nat.path_probe_interval", PLEXD_CFG(nat.pathProbeInterval), seconds(1), seconds(60))
+          .help("WireGuard stats poll while a direct path is being tried."));
 
   add(boolean("policy.enabled", PLEXD_CFG(policy.enabled)).ref().help("Enforce network policy (needs CAP_NET_ADMIN in netd)."));
   add(str("policy.chain_name", PLEXD_CFG(policy.chainName), checkChainName, "string",

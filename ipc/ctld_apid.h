@@ -150,6 +150,9 @@ struct AgentStatusReply {
     v(relay_registrations_rejected, "relay_registrations_rejected");
     v(relay_registrations_rate_limited, "relay_registrations_rate_limited");
     v(relay_error, "relay_error", Max{kMaxStatusText});
+    v(paths_direct, "paths_direct");
+    v(paths_relayed, "paths_relayed");
+    v(paths_trying, "paths_trying");
   }
   // Counters for /metrics.
   uint64_t reconcile_cycles = 0;
@@ -187,6 +190,10 @@ struct AgentStatusReply {
   uint64_t relay_registrations_rejected = 0;
   uint64_t relay_registrations_rate_limited = 0;
   std::string relay_error;
+  // Peers with both a direct and a relay endpoint (docs/path_selection.md), by path now.
+  uint32_t paths_direct = 0;
+  uint32_t paths_relayed = 0;
+  uint32_t paths_trying = 0;
 };
 
 // apid -> ctld (and supervisor -> ctld on the lifecycle channel): report.

@@ -104,6 +104,10 @@ std::string metricsText(const MetricsInput& in) {
              s->fw_drift_repairs);
     w.single("plexd_firewall_dropped_packets_total", "counter", "Packets the mesh firewall dropped.",
              s->fw_dropped_packets);
+    w.family("plexd_peer_paths", "gauge", "Peers with a direct and a relay endpoint, by the path in use.");
+    w.sample("plexd_peer_paths", s->paths_direct, "path=\"direct\"");
+    w.sample("plexd_peer_paths", s->paths_relayed, "path=\"relayed\"");
+    w.sample("plexd_peer_paths", s->paths_trying, "path=\"trying_direct\"");
     w.single("plexd_relay_registrations", "gauge", "Relays (peers' fallback endpoints) this node is registered on.",
              s->relay_registered);
     if (!s->relay_state.empty()) {  // a bridge's relay

@@ -83,6 +83,11 @@ std::string statusJson(const ipc::AgentStatusReply& s, WallTime now, size_t loca
   j.key("report_result").str(s.nat_report_result);
   j.endObject();
   j.key("relay").beginObject();
+  j.key("paths").beginObject();  // peers with a direct and a relay endpoint
+  j.key("direct").num(s.paths_direct);
+  j.key("relayed").num(s.paths_relayed);
+  j.key("trying_direct").num(s.paths_trying);
+  j.endObject();
   j.key("relays").num(s.relay_relays);
   j.key("registered").num(s.relay_registered);
   j.key("error").str(s.relay_binding_error);

@@ -28,6 +28,7 @@
 #include "plexd-ctld/relay/relay_status.h"
 #include "plexd-ctld/agent/mesh_key.h"
 #include "plexd-ctld/agent/netd_link.h"
+#include "plexd-ctld/agent/path_selector.h"
 #include "plexd-ctld/agent/policy_link.h"
 #include "plexd-ctld/agent/status_ipc.h"
 #include "plexd-ctld/apid/apid_link.h"
@@ -128,8 +129,9 @@ int main(int argc, char** argv) {
   ctld::relay::RelayLink relay(std::move(relayKeys));
   // Every node: registration on the relays its peers' fallback endpoints name.
   ctld::relay::RelayBinder* binderPtr = nullptr;
-  (*links)->onPeerChannel([&apid, &netd, &policy, &relay, &agentPtr, &binderPtr, policyEnabled](ipc::Peer peer,
-                                                                                                 ipc::Channel& ch) {
+  ctld::PathSelector* pathsPtr = nullptr;
+  (*links)->onPeerChannel([&apid, &netd, &policy, &relay, &agentPtr, &binderPtr, &pathsPtr,
+                           policyEnabled](ipc::Peer peer, ipc::Channel& ch) {
     if (peer == ipc::Peer::apid) apid.attach(ch);
     if (peer == ipc::Peer::relayd) relay.attach(ch);
     if (peer == ipc::Peer::netd) {
@@ -137,6 +139,7 @@ int main(int argc, char** argv) {
       netd.attach(ch);
       if (agentPtr) agentPtr->stunPathUp();  // a cycle that found netd away failed: look again now
       if (binderPtr) binderPtr->pathUp();
+      if (pathsPtr) pathsPtr->pathUp();
       relay.refreshKeys();  // the WireGuard key may have changed with netd
     }
   });
@@ -196,11 +199,30 @@ int main(int argc, char** argv) {
       [&netd](const ipc::WgPublicKey& relayKey, std::function<void(Result<ctld::relay::BindingKey>)> done) {
         netd.relayKey(relayKey, ipc::RelayKeyRole::node, std::move(done));
       });
+  // Direct first, relay fallback (docs/path_selection.md): the endpoint of
+  // peers with both a direct and a relay endpoint, judged from netd's stats.
+  ctld::PathSelectorOptions pathOptions;
+  pathOptions.directTimeout = config->nat.directTimeout;
+  pathOptions.retryInterval = config->nat.directRetryInterval;
+  pathOptions.probeInterval = config->nat.pathProbeInterval;
+  ctld::PathSelector paths(
+      loop, systemClock(),
+      [&netd](ctld::PathSelector::StatsDone done) {
+        netd.peerStats(std::nullopt, std::chrono::seconds(10), std::move(done));
+      },
+      [&netd](const ctld::SnapshotPeer& p, const SockAddr&, std::function<void(Status)> done) {
+        netd.pushPeer(p, std::move(done));  // toWgPeer asks paths.endpointFor
+      },
+      pathOptions);
   if (!standalone) {
     binderPtr = &binder;
     if (auto st = binder.start(); !st) return startupFailed("relay registration", st.error());
     agent.addApplier(binder.applier());  // never fails, never waits
     if (policyEnabled) agent.addApplier(policy.applier());
+    if (auto st = paths.start(); !st) return startupFailed("path selection", st.error());
+    pathsPtr = &paths;
+    netd.setEndpointChooser([&paths](const ctld::SnapshotPeer& p) { return paths.endpointFor(p); });
+    agent.addApplier(paths.applier());  // before netd's: its adds and updates ask endpointFor
     agent.addApplier(netd.applier());
     agent.setKeyRotator(netd.keyRotator());  // mesh-key rotation (§19.1): netd holds the key
     agent.setStunTransport(netd.stunTransport());  // NAT discovery (§10): STUN from the WireGuard port
@@ -209,19 +231,35 @@ int main(int argc, char** argv) {
       agent.stunDatagram(from, local, bytes);                           // a STUN server's
     });
   }
-  agent.onIdentity([&netd, &secrets, &reports, &binder](const ctld::Identity& id) {
+  agent.onIdentity([&netd, &secrets, &reports, &binder, standalone](const ctld::Identity& id) {
     binder.setNodeId(id.nodeId);
+    if (!standalone)
+      netd.publicKey([&binder](Result<std::string> b64) {
+        if (!b64) return;
+        auto raw = base64Decode(*b64);
+        if (!raw || raw->size() != 32) return;
+        ipc::WgPublicKey k{};
+        std::copy(raw->begin(), raw->end(), k.begin());
+        binder.setOwnKey(k);
+      });
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});
     secrets.setKey(id.nsk);
     reports.credentialsChanged();
   });
   const bool bridgeMode = config->mode == Mode::bridge;
-  statusNow = [&agent, &netd, &policy, &reports, &secrets, &relay, &binder, standalone, policyEnabled, bridgeMode,
+  statusNow = [&agent, &netd, &policy, &reports, &secrets, &relay, &binder, &paths, standalone, policyEnabled, bridgeMode,
                api = config->api.baseUrl] {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     if (!standalone) ctld::addWireGuardStatus(r, netd.status());
     if (!standalone) ctld::relay::addRelayBindingStatus(r, binder.status());
+    if (!standalone) {
+      for (const auto& p : paths.status()) {
+        if (p.path == "direct") ++r.paths_direct;
+        if (p.path == "relayed") ++r.paths_relayed;
+        if (p.path == "trying-direct") ++r.paths_trying;
+      }
+    }
     if (bridgeMode) ctld::relay::addRelayServiceStatus(r, relay.status());
     if (!standalone && policyEnabled) ctld::addFirewallStatus(r, policy.status());
     ctld::addNodeApiStatus(r, reports.status(), secrets.status());

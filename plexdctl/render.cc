@@ -325,7 +325,13 @@ std::string renderStatus(const rapidjson::Value& s, WallTime now) {
   if (const auto* r = member(s, "relay"); r != nullptr && r->IsObject()) {
     KeyValues kv;
     const std::string relays = text(member(*r, "relays"));
-    if (relays != "0" || member(*r, "service") != nullptr) {
+    if (const auto* pa = member(*r, "paths"); pa != nullptr && pa->IsObject()) {
+      const std::string d = text(member(*pa, "direct")), rl = text(member(*pa, "relayed")),
+                        t = text(member(*pa, "trying_direct"));
+      if (d != "0" || rl != "0" || t != "0")
+        kv.add("paths", d + " direct, " + rl + " relayed, " + t + " trying direct");
+    }
+    if (relays != "0" || member(*r, "service") != nullptr || !kv.empty()) {
       kv.add("registered", text(member(*r, "registered")) + " of " + relays + " relays");
       if (auto e = strMember(*r, "error"); !e.empty()) kv.add("error", e);
       if (const auto* sv = member(*r, "service"); sv != nullptr && sv->IsObject()) {

@@ -253,13 +253,21 @@ Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {
   auto ip = IpAddr::parse(p.meshIp);
   if (!ip) return ip.takeError().wrap("peer " + p.nodeId + " mesh_ip");
   out.allowed_ips.push_back(IpPrefix::host(*ip));
-  if (p.fallbackEndpoint) {
-    auto ep = SockAddr::parse(*p.fallbackEndpoint);
-    if (ep) {
-      out.endpoint = *ep;
-    } else {
-      log::warning("peer fallback_endpoint is not an IP endpoint; leaving the endpoint to WireGuard",
-                   {{"node_id", p.nodeId}, {"endpoint", *p.fallbackEndpoint}});
+  if (auto chosen = chooser_ ? chooser_(p) : std::nullopt) {
+    out.endpoint = *chosen;
+  } else {
+    if (p.fallbackEndpoint) {
+      auto ep = SockAddr::parse(*p.fallbackEndpoint);
+      if (ep) {
+        out.endpoint = *ep;
+      } else {
+        log::warning("peer fallback_endpoint is not an IP endpoint; leaving the endpoint to WireGuard",
+                     {{"node_id", p.nodeId}, {"endpoint", *p.fallbackEndpoint}});
+      }
+    }
+    if (out.endpoint.empty() && p.endpoint) {
+      // The direct endpoint extension (validated as an IP endpoint by parseSnapshot).
+      if (auto ep = SockAddr::parse(*p.endpoint)) out.endpoint = *ep;
     }
   }
   out.keepalive_s = options_.keepaliveSeconds;
@@ -335,6 +343,35 @@ void NetdLink::pushFromLastApplied() {
   log::info("netd connected: restoring the applied peer set", {{"peers", applied->peers.size()}});
   pushFull(std::move(*peers), [](Status st) {
     if (!st) log::warning("restoring the peer set to netd failed; the next reconcile retries", {{"error", st.error().text()}});
+  });
+}
+
+void NetdLink::pushPeer(const SnapshotPeer& p, Applier::Done done) {
+  if (!channel_) return done(Error("netd is not connected"));
+  if (!status_.synced) return done(Error("netd does not hold the peer set yet; the full set carries the endpoint"));
+  auto w = toWgPeer(p);
+  if (!w) return done(w.takeError());
+  if (domainCidr_) {
+    for (const auto& a : w->allowed_ips)
+      if (!domainCidr_->contains(a))
+        return done(Error(fmt::format("peer {} mesh IP {} is outside the domain CIDR {}", p.nodeId, p.meshIp,
+                                      domainCidr_->str())));
+  }
+  std::vector<ipc::WgPeerChange> changes;
+  changes.push_back({ipc::WgPeerChange::Op::update, std::move(*w)});
+  auto gen = generation_;
+  channel_->sendSet(changes, options_.callTimeout, [this, gen, alive = alive_, done](Result<ipc::TxAck> a) {
+    if (!*alive) return;
+    if (gen != generation_) return done(Error("the netd channel changed"));
+    if (a) return done(okStatus());
+    if (startsWith(a.error().message(), ipc::kWgErrNotSynced)) {
+      // netd lost its state: the full set (which asks the chooser) restores it.
+      status_.synced = false;
+      pushFromLastApplied();
+    } else {
+      noteError(a.error());
+    }
+    done(a.error().wrap("netd refused the peer update"));
   });
 }
 

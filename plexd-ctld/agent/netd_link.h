@@ -16,9 +16,11 @@
 //    reconciler would not call an applier again for an unchanged snapshot.
 //
 // Peer mapping (§11): key = b64-decoded public_key; allowed IPs =
-// [mesh_ip/32 or /128]; endpoint = fallback_endpoint when it is an IP
-// literal (a DNS name is not resolved yet: logged, left unset); keepalive
-// from wireguard.persistent_keepalive.
+// [mesh_ip/32 or /128]; endpoint = what the endpoint chooser says (the path
+// selector, docs/path_selection.md, for peers with both a direct and a relay
+// endpoint), else fallback_endpoint when it is an IP literal (a DNS name is
+// not resolved yet: logged), else the direct `endpoint` extension, else
+// unset; keepalive from wireguard.persistent_keepalive.
 #pragma once
 
 #include <systemd/sd-event.h>
@@ -118,6 +120,16 @@ class NetdLink {
   // The ipc peer for one snapshot peer (errors: unusable key or address).
   Result<ipc::WgPeer> toWgPeer(const SnapshotPeer& p) const;
 
+  // Asked by toWgPeer for every peer (adds, updates, full sets): an endpoint
+  // overrides the default rule, nullopt keeps it. Unset: the default rule.
+  using EndpointChooser = std::function<std::optional<SockAddr>(const SnapshotPeer&)>;
+  void setEndpointChooser(EndpointChooser chooser) { chooser_ = std::move(chooser); }
+  // One peer's update (wg_peer_change op update, as toWgPeer makes it) now:
+  // the endpoint chooser changed its mind. Fails when netd is not connected
+  // or not synced (the full set that follows asks the chooser anyway); a
+  // not_synced answer starts that full set from the last applied snapshot.
+  void pushPeer(const SnapshotPeer& p, Applier::Done done);
+
  private:
   class Keys final : public MeshKeyProvider {
    public:
@@ -168,6 +180,7 @@ class NetdLink {
   NetdLinkOptions options_;
   std::function<const NodeStateSnapshot*()> lastApplied_;
   StunHandler stunHandler_;
+  EndpointChooser chooser_;
   class Stun final : public nat::StunTransport {
    public:
     explicit Stun(NetdLink& l) : l_(l) {}

@@ -9,6 +9,7 @@
 #include "common/base64.h"
 #include "common/crypto.h"
 #include "common/json.h"
+#include "common/netaddr.h"
 #include "plexd-ctld/cp/bearer.h"
 
 namespace plexd::ctld {
@@ -93,6 +94,11 @@ Result<SnapshotPeer> parsePeer(const Value& v, const std::string& where) {
   if (!ep) return ep.takeError();
   if (*ep && !isHostPort(**ep)) return at(json::path(where, "fallback_endpoint"), "expected host:port");
   p.fallbackEndpoint = std::move(*ep);
+  auto direct = optStr(v, where, "endpoint", 261);
+  if (!direct) return direct.takeError();
+  if (*direct && !isIpEndpoint(**direct))
+    return at(json::path(where, "endpoint"), "expected ip:port or [ipv6]:port (an IP address, not a name)");
+  p.endpoint = std::move(*direct);
   return p;
 }
 
@@ -423,6 +429,8 @@ bool isHostPort(std::string_view text) {
   return isDnsName(host);  // also covers dotted IPv4
 }
 
+bool isIpEndpoint(std::string_view text) { return isHostPort(text) && SockAddr::parse(text).ok(); }
+
 Result<NodeStateSnapshot> parseSnapshot(std::string_view body, const SnapshotParseOptions& options) {
   auto doc = json::parse(body, {options.limits.maxBytes, options.limits.maxDepth});
   if (!doc) return doc.takeError();
@@ -478,6 +486,10 @@ std::string serializeSnapshot(const NodeStateSnapshot& s) {
     if (p.fallbackEndpoint) {
       w.Key("fallback_endpoint");
       writeString(w, *p.fallbackEndpoint);
+    }
+    if (p.endpoint) {
+      w.Key("endpoint");
+      writeString(w, *p.endpoint);
     }
     w.EndObject();
   }

@@ -29,6 +29,10 @@ struct SnapshotPeer {
   std::string meshIp;     // IPv4 or IPv6 address text as received (validated)
   std::string publicKey;  // standard base64 of 32 bytes (canonical: text equality = key equality)
   std::optional<std::string> fallbackEndpoint;  // "host:port" / "[v6]:port"
+  // The peer's direct endpoint, "ip:port" / "[v6]:port" (an IP literal,
+  // never a name). A forward-compatible extension: psv1 sends none (§11
+  // "Gaps"); the Go reference expected it. docs/path_selection.md.
+  std::optional<std::string> endpoint;
   bool operator==(const SnapshotPeer&) const = default;
 };
 
@@ -126,5 +130,7 @@ bool isIpAddress(std::string_view text);
 int cidrFamily(std::string_view text);
 // "host:port" with a DNS name, IPv4, or "[IPv6]" host and port 1..65535.
 bool isHostPort(std::string_view text);
+// "ipv4:port" or "[ipv6]:port" with an IP literal host (no name) and port 1..65535.
+bool isIpEndpoint(std::string_view text);
 
 }  // namespace plexd::ctld

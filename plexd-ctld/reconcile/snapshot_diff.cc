@@ -29,7 +29,8 @@ SnapshotDiff diffSnapshots(const NodeStateSnapshot* applied, const NodeStateSnap
     } else {
       const auto& b = before[i++];
       const auto& a = after[j++];
-      if (b.meshIp != a.meshIp || b.publicKey != a.publicKey || b.fallbackEndpoint != a.fallbackEndpoint)
+      if (b.meshIp != a.meshIp || b.publicKey != a.publicKey || b.fallbackEndpoint != a.fallbackEndpoint ||
+          b.endpoint != a.endpoint)
         d.peersUpdated.push_back({b, a});
     }
   }

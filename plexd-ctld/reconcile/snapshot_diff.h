@@ -1,7 +1,8 @@
 // What changed between the last applied snapshot and the desired one
 // (PROTOCOL.md §5.2 diff rules):
 //   peers    keyed by node_id: added, removed, updated when mesh_ip,
-//            public_key or fallback_endpoint differs
+//            public_key, fallback_endpoint or endpoint (the direct
+//            endpoint extension, docs/path_selection.md) differs
 //   policy   presence-aware; when both present only the fingerprint is
 //            compared, byte for byte (rules are never compared or re-hashed)
 //   bridge, state, reports   presence-aware, then deep equality

@@ -178,6 +178,15 @@ void RelayBinder::runDue() {
         default:
           break;
       }
+      if (e.phase == Phase::registering && e.sends >= 2) {
+        // Two registrations unanswered: most likely our NAT mapping changed
+        // (rebinding) and the cookie, bound to the old source, is refused; or
+        // the relay restarted with a new cookie secret. A hello gets a cookie
+        // for the source we have now; the key is kept (same relay key: no new
+        // derivation).
+        e.cookie.reset();
+        startExchange(e, Phase::hello, now);
+      }
       if (e.sends >= options_.maxSends) {
         const bool wasFine = e.lastError.empty();
         giveUp(e, now,

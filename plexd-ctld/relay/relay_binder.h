@@ -20,9 +20,10 @@
 //                brings the cookie for the next refresh.
 //   registered   again every `refresh` (the relay keeps a binding 120 s).
 //
-// Requests are retransmitted (initialRto, doubling, maxSends); an exchange
-// that gets no valid answer starts over with a hello after retryAfter (the
-// relay may have restarted or changed keys). Sends are paced to
+// Requests are retransmitted (initialRto, doubling, maxSends); a
+// registration unanswered twice goes back to a hello at once (a NAT
+// rebinding gives us a new source, which the old cookie does not match); an
+// exchange that gets no valid answer at all starts over after retryAfter. Sends are paced to
 // sendsPerSecond (netd allows 20 STUN datagrams per second in all).
 // Answers are matched by source address and transaction id; anything else is
 // counted and dropped. Keys are wiped when dropped. Single-threaded, on ctld's

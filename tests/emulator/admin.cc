@@ -106,6 +106,8 @@ httpd::Response status(Emulator& e) {
   w.Bool(e.online());
   writeKey(w, "nodes");
   w.Uint64(e.nodes.size());
+  writeKey(w, "peer_endpoints");
+  w.Bool(e.peerEndpoints);
   writeKey(w, "open_streams");
   w.Uint64(e.sseClients.size());
   writeKey(w, "last_event_id");
@@ -186,6 +188,10 @@ httpd::Response config(Emulator& e, const httpd::Request& req) {
   if (auto v = optBool(*b, "openapi_newer")) e.openapiNewer = *v;
   if (auto v = optBool(*b, "auto_events")) e.autoEvents = *v;
   if (auto v = optBool(*b, "spki_signing_key")) e.spkiSigningKey = *v;
+  if (auto v = optBool(*b, "peer_endpoints"); v && *v != e.peerEndpoints) {
+    e.peerEndpoints = *v;
+    e.peersChanged("");  // every node's peers changed
+  }
   e.endpointTtl = std::chrono::seconds(optInt(*b, "endpoint_ttl_seconds", e.endpointTtl.count()));
   e.reportQuota = static_cast<size_t>(optInt(*b, "report_quota", static_cast<int64_t>(e.reportQuota)));
   e.clockOffset = std::chrono::seconds(optInt(*b, "clock_offset_seconds", e.clockOffset.count()));

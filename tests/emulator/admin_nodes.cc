@@ -26,6 +26,12 @@ void writeNode(JsonWriter& w, const Node& n) {
   writeString(w, n.resourceHandle);
   writeKey(w, "reachability");
   writeString(w, n.reachState);
+  writeKey(w, "endpoint");
+  if (n.reportedEndpoint) {
+    writeString(w, *n.reportedEndpoint);
+  } else {
+    w.Null();
+  }
   writeKey(w, "rotate_pending");
   w.Bool(n.rotatePending);
   writeKey(w, "bearer");
@@ -53,6 +59,7 @@ httpd::Response createNode(Emulator& e, const httpd::Request& req) {
   n.kind = optString(*b, "kind", "node");
   n.resourceHandle = "admin-" + n.id;
   if (auto fe = optString(*b, "fallback_endpoint"); !fe.empty()) n.fallbackEndpoint = fe;
+  if (auto ep = optString(*b, "endpoint"); !ep.empty()) n.reportedEndpoint = ep;
   n.nsk = SecretBytes(32);
   static_cast<void>(randomBytes(n.nsk.mutableBytes()));
   n.registeredAt = e.now();
@@ -75,6 +82,12 @@ httpd::Response patchNode(Emulator& e, Node& n, const httpd::Request& req) {
     const auto& v = (*b)["fallback_endpoint"];
     n.fallbackEndpoint = v.IsString() ? std::optional<std::string>(v.GetString()) : std::nullopt;
     peerVisible = true;
+  }
+  if (b->HasMember("endpoint")) {
+    // As if the node had reported it (any text: tests may want a bad one).
+    const auto& v = (*b)["endpoint"];
+    n.reportedEndpoint = v.IsString() ? std::optional<std::string>(v.GetString()) : std::nullopt;
+    peerVisible = peerVisible || e.peerEndpoints;
   }
   if (auto pk = optString(*b, "public_key"); !pk.empty()) {
     n.publicKey = pk;

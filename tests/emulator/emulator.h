@@ -102,6 +102,9 @@ struct Node {
   bool nskRevoked = false;
   bool gone = false;  // endpoint answers 410 endpoint_peer_gone
   std::optional<std::string> fallbackEndpoint;
+  // The last endpoint this node reported (PUT .../endpoint) or the admin set;
+  // handed to its peers as `endpoint` only while Emulator::peerEndpoints.
+  std::optional<std::string> reportedEndpoint;
   WallTime registeredAt;
   std::optional<WallTime> lastHeartbeat;
   std::string reachState = "unreachable";
@@ -170,6 +173,10 @@ class Emulator {
   bool acceptRawNsk = false;
   bool openapiNewer = false;  // executions/sessions blocks in the snapshot
   bool autoEvents = true;
+  // Peers carry `endpoint` (each node's last reported endpoint) in the state
+  // pull and register's peer_snapshot: the direct-endpoint extension
+  // (docs/path_selection.md). Off by default: psv1 sends none.
+  bool peerEndpoints = false;
   std::chrono::seconds endpointTtl{300};
   size_t reportQuota = 64;
   uint64_t nextSeq = 1;

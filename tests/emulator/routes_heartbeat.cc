@@ -127,6 +127,11 @@ httpd::Response endpoint(Emulator& e, const httpd::Request& req) {
     case TsCheck::ok: break;
   }
   e.record(*g.node, "endpoint", req, req.body);
+  if (g.node->reportedEndpoint != *ep) {
+    g.node->reportedEndpoint = *ep;
+    // Peers see it only with peer_endpoints; then their state changed.
+    if (e.peerEndpoints) e.peersChanged(g.node->id);
+  }
   WallTime now = e.now();
   return jsonResponse(200, "{\"accepted_at\":\"" + nowText(now) + "\",\"stale_after\":\"" +
                                nowText(now + e.endpointTtl) + "\"}");

@@ -310,6 +310,10 @@ void writePeers(JsonWriter& w, const Emulator& e, const std::string& exceptId) {
       writeKey(w, "fallback_endpoint");
       writeString(w, *p.fallbackEndpoint);
     }
+    if (e.peerEndpoints && p.reportedEndpoint) {
+      writeKey(w, "endpoint");
+      writeString(w, *p.reportedEndpoint);
+    }
     w.EndObject();
   }
   w.EndArray();

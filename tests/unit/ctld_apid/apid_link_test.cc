@@ -140,7 +140,7 @@ TEST_CASE("the node state is pushed on the channel, and peers and policy are ans
   b.metadata = {{"region", "eu-1", std::nullopt}};
   h.snap.state = b;
   h.snap.peers = {{"0190a8b8-a0c0-7a0a-8b0b-000000000001", "100.64.0.9",
-                   "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", std::nullopt}};
+                   "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", std::nullopt, std::nullopt}};
   h.connect();
   REQUIRE(pumpUntil(h.loop.get(), [&] { return h.apid.entries.size() == 1; }));
   CHECK(h.apid.entries[0].value == "eu-1");

@@ -69,6 +69,25 @@ TEST_CASE("peers are keyed by node_id: added, removed, updated on mesh_ip, key o
   CHECK_FALSE(back.peersUpdated[0].after.fallbackEndpoint.has_value());
 }
 
+TEST_CASE("a peer's direct endpoint appearing, changing or going is an update") {
+  auto none = snap({{"peers", "[" + peerJson(1) + "," + peerJson(2) + "]"}});
+  auto some = snap({{"peers", "[" + peerJson(1, R"(,"endpoint":"198.51.100.1:51820")") + "," + peerJson(2) + "]"}});
+  auto moved = snap({{"peers", "[" + peerJson(1, R"(,"endpoint":"198.51.100.1:40000")") + "," + peerJson(2) + "]"}});
+  auto appeared = diffSnapshots(&none, some);
+  REQUIRE(appeared.peersUpdated.size() == 1);
+  CHECK(appeared.peersUpdated[0].after.endpoint == "198.51.100.1:51820");
+  CHECK(appeared.peersAdded.empty());
+  CHECK(appeared.peersRemoved.empty());
+  auto changed = diffSnapshots(&some, moved);
+  REQUIRE(changed.peersUpdated.size() == 1);
+  CHECK(changed.peersUpdated[0].before.endpoint == "198.51.100.1:51820");
+  CHECK(changed.peersUpdated[0].after.endpoint == "198.51.100.1:40000");
+  auto gone = diffSnapshots(&moved, none);
+  REQUIRE(gone.peersUpdated.size() == 1);
+  CHECK_FALSE(gone.peersUpdated[0].after.endpoint.has_value());
+  CHECK(diffSnapshots(&moved, moved).empty());
+}
+
 TEST_CASE("policy: presence-aware, then the fingerprint only") {
   const std::string otherRule =
       R"({"action":"deny","protocol":"any","source_cidr":"0.0.0.0/0","destination_cidr":"0.0.0.0/0"})";

@@ -112,6 +112,16 @@ TEST_CASE("every bound is enforced with an error naming the member") {
        "peers[0].fallback_endpoint: expected host:port"},
       {snapshotJson({{"peers", "[" + peerJson(1, R"(,"fallback_endpoint":"relay:65536")") + "]"}}),
        "peers[0].fallback_endpoint: expected host:port"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"relay.example.com:51820")") + "]"}}),
+       "peers[0].endpoint: expected ip:port or [ipv6]:port"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"2001:db8::1:51820")") + "]"}}),
+       "peers[0].endpoint: expected ip:port or [ipv6]:port"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"192.0.2.1:0")") + "]"}}),
+       "peers[0].endpoint: expected ip:port or [ipv6]:port"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"192.0.2.1")") + "]"}}),
+       "peers[0].endpoint: expected ip:port or [ipv6]:port"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"")") + "]"}}), "peers[0].endpoint: empty"},
+      {snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":51820)") + "]"}}), "peers[0].endpoint: expected a string"},
       {snapshotJson({{"peers", "[" + peerJson(1) + "," + peerJson(1) + "]"}}), "appears more than once"},
       {snapshotJson({{"peers", "[" + peerJson(1) + R"(,{"node_id":")" + peerId(2) + R"(","mesh_ip":")" + peerIp(1) +
                                    R"(","public_key":")" + peerKey(2) + "\"}]"}}),
@@ -195,6 +205,31 @@ TEST_CASE("size limits: peers, rules, entries, values, bridge, bytes, depth") {
   CHECK_THAT(errorOf(snapshotJson(), o), Catch::Contains("exceeds the limit of 100 bytes"));
   std::string deep = std::string(100, '[') + std::string(100, ']');
   CHECK_THAT(errorOf(snapshotJson({{"bridge", R"({"x":)" + deep + "}"}})), Catch::Contains("nesting deeper than 64"));
+}
+
+TEST_CASE("a peer's direct endpoint is an optional IP endpoint") {
+  auto r = parseSnapshot(snapshotJson({{"peers", "[" + peerJson(1, R"(,"endpoint":"198.51.100.7:51820")") + "," +
+                                                     peerJson(2, R"(,"endpoint":"[2001:db8::7]:51820","fallback_endpoint":"192.0.2.1:40002")") +
+                                                     "," + peerJson(3, R"(,"endpoint":null)") + "]"}}));
+  REQUIRE(r.ok());
+  REQUIRE(r->peers.size() == 3);
+  CHECK(r->peers[0].endpoint == "198.51.100.7:51820");
+  CHECK_FALSE(r->peers[0].fallbackEndpoint.has_value());
+  CHECK(r->peers[1].endpoint == "[2001:db8::7]:51820");
+  CHECK(r->peers[1].fallbackEndpoint == "192.0.2.1:40002");
+  CHECK_FALSE(r->peers[2].endpoint.has_value());  // null = absent
+  // Written back only when present.
+  const std::string stored = serializeSnapshot(*r);
+  CHECK(stored.find(R"("endpoint":"198.51.100.7:51820")") != std::string::npos);
+  CHECK(stored.find(R"("endpoint":null)") == std::string::npos);
+  auto back = parseSnapshot(stored);
+  REQUIRE(back.ok());
+  CHECK(back->peers == r->peers);
+  CHECK(isIpEndpoint("192.0.2.1:1"));
+  CHECK(isIpEndpoint("[fd00::1]:65535"));
+  CHECK_FALSE(isIpEndpoint("relay:51820"));
+  CHECK_FALSE(isIpEndpoint("[::ffff:192.0.2.1]:51820"));
+  CHECK_FALSE(isIpEndpoint("192.0.2.1:051820"));
 }
 
 TEST_CASE("the stored form round-trips and leaves out what is never stored") {

@@ -257,7 +257,7 @@ TEST_CASE("relay binder: forged, mismatched and foreign answers change nothing")
   CHECK(h.only().registered);
 }
 
-TEST_CASE("relay binder: retransmits, gives up, starts over with a hello, the binding lapses") {
+TEST_CASE("relay binder: retransmits, falls back to a hello, gives up, starts over, the binding lapses") {
   Harness h;
   h.applyPeers({{kPeer, "192.0.2.10:40001"}});
   h.binder->setNodeId(kNodeId);
@@ -267,31 +267,69 @@ TEST_CASE("relay binder: retransmits, gives up, starts over with a hello, the bi
   h.answerRegistration(kRelay, kBindingKey);
   REQUIRE(h.only().registered);
   const size_t base = h.transport.sent.size();
-
-  // The relay goes silent: the refresh is sent 5 times (0, 0.5, 1.5, 3.5, 7.5 s) with one txid.
-  h.clock.advance(20s);
-  h.binder->runDue();
-  const auto txid = h.last().txid;
-  for (auto step : {500ms, 1000ms, 2000ms, 4000ms}) {
-    h.clock.advance(step - 1ms);
+  auto stepTo = [&](std::chrono::milliseconds d) {  // just before and at the next send
+    h.clock.advance(d - 1ms);
     h.binder->runDue();
     h.clock.advance(1ms);
     h.binder->runDue();
-  }
-  REQUIRE(h.transport.sent.size() == base + 5);
+  };
+
+  // The relay goes silent: the refresh goes out twice with one txid (0, 0.5 s)...
+  h.clock.advance(20s);
+  h.binder->runDue();
+  const auto txid = h.last().txid;
+  stepTo(500ms);
+  REQUIRE(h.transport.sent.size() == base + 2);
   CHECK(h.last().txid == txid);
+  CHECK(h.last().username == kNodeId);
+  // ...then a hello (our source may have changed), retransmitted 5 times in all.
+  stepTo(1000ms);
+  REQUIRE(h.transport.sent.size() == base + 3);
+  CHECK(h.last().username.empty());
+  for (auto step : {500ms, 1000ms, 2000ms, 4000ms}) stepTo(step);
+  REQUIRE(h.transport.sent.size() == base + 7);
   h.clock.advance(8s);
   h.binder->runDue();
-  CHECK(h.transport.sent.size() == base + 5);
+  CHECK(h.transport.sent.size() == base + 7);
   CHECK(h.only().state == "retrying");
-  CHECK(h.only().lastError.find("no registration answer") != std::string::npos);
+  CHECK(h.only().lastError.find("no hello answer") != std::string::npos);
   CHECK(h.only().registered);  // the relay still holds the binding (120 s)
   h.clock.advance(30s);
   h.binder->runDue();  // starts over with a hello
-  REQUIRE(h.transport.sent.size() == base + 6);
+  REQUIRE(h.transport.sent.size() == base + 8);
   CHECK(h.last().username.empty());
   h.clock.advance(100s);
   CHECK_FALSE(h.only().registered);  // 120 s after the last success
+}
+
+TEST_CASE("relay binder: after a NAT rebinding a hello brings a cookie for the new source, the key is kept") {
+  Harness h;
+  h.applyPeers({{kPeer, "192.0.2.10:40001"}});
+  h.binder->setNodeId(kNodeId);
+  h.binder->runDue();
+  h.answerHello(kRelay, kBridgeKey);
+  h.binder->runDue();
+  h.answerRegistration(kRelay, kBindingKey);
+  REQUIRE(h.only().registered);
+  // The refresh is refused (the relay sees a new source; our cookie was for the old one).
+  h.clock.advance(20s);
+  h.binder->runDue();
+  h.clock.advance(500ms);
+  h.binder->runDue();
+  h.clock.advance(1000ms);
+  h.binder->runDue();
+  REQUIRE(h.last().username.empty());  // the hello
+  stun::RelayCookie fresh{};
+  fresh.fill(0xC7);
+  auto req = h.last();
+  h.binder->onDatagram(kRelay, stun::buildRelayHello(req.txid, *SockAddr::parse("203.0.113.7:40999"), kBridgeKey, fresh));
+  h.binder->runDue();
+  auto reg = h.last();
+  CHECK(reg.username == kNodeId);
+  CHECK(reg.cookie == fresh);
+  CHECK(h.derived.size() == 1);  // same relay key: no new derivation
+  h.answerRegistration(kRelay, kBindingKey);
+  CHECK(h.only().registrations == 2);
 }
 
 TEST_CASE("relay binder: one entry per relay endpoint, paced sends, removal, names skipped") {
