@@ -684,3 +684,130 @@ TEST_CASE("relay: two nodes behind symmetric NATs talk through the bridge, which
                      << " s");
   CHECK(std::chrono::steady_clock::now() - rebound < 45s);
 }
+
+namespace {
+
+// Peer paths from the node's status (docs/path_selection.md).
+struct Paths {
+  uint32_t direct = 0, relayed = 0, trying = 0;
+};
+Paths peerPaths(MeshLab& lab, const MeshNode& n) {
+  Paths p;
+  auto d = nodeStatus(lab, n);
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("relay") || !d["relay"].HasMember("paths")) return p;
+  const auto& v = d["relay"]["paths"];
+  p.direct = v["direct"].GetUint();
+  p.relayed = v["relayed"].GetUint();
+  p.trying = v["trying_direct"].GetUint();
+  return p;
+}
+
+// The path selection lines of a node's log (for failure messages).
+std::string pathLines(const std::string& log) {
+  std::istringstream in(log);
+  std::string out;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("direct path") != std::string::npos || line.find("direct endpoint") != std::string::npos ||
+        line.find("arrive directly") != std::string::npos)
+      out += line + "\n";
+  return out;
+}
+
+// `ping -i 0.5` from a node's namespace while the object lives: traffic, so
+// both ends see evidence of a path within a second (an idle tunnel only has
+// the 25 s keepalive).
+class BackgroundPing {
+ public:
+  BackgroundPing(const MeshNode& from, const std::string& ip)
+      : log_("/tmp/plexd-ping-" + std::to_string(::getpid()) + "-" + from.name + ".log") {
+    UniqueFd netns(::open(("/run/netns/" + from.ns).c_str(), O_RDONLY | O_CLOEXEC));
+    SpawnOptions so;
+    so.netns = netns.get();
+    pid_ = spawn({"/usr/bin/ping", "-n", "-q", "-i", "0.5", "-W", "1", ip}, log_, so);
+  }
+  ~BackgroundPing() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    std::remove(log_.c_str());
+  }
+  BackgroundPing(const BackgroundPing&) = delete;
+  BackgroundPing& operator=(const BackgroundPing&) = delete;
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+// x's WireGuard endpoint for y.
+std::string wgEndpoint(MeshLab& lab, MeshNode& x, MeshNode& y) {
+  auto peers = lab.wgPeers(x);
+  auto it = peers.find(lab.wgPublicKey(y));
+  return it == peers.end() ? "" : it->second.endpoint;
+}
+
+}  // namespace
+
+TEST_CASE("relay: symmetric NATs fail direct and fall back to the relay, then move back to direct when the NATs allow it") {
+  if (!root()) return;
+  MeshLab lab;
+  Internet inet;
+  // The control plane hands out each node's reported endpoint as its peers' direct endpoint.
+  REQUIRE(lab.emulator().admin("PUT", "/admin/config", R"({"peer_endpoints":true})").status == 200);
+  const std::string pathYaml =
+      "  direct_timeout: 10s\n  direct_retry_interval: 20s\n  path_probe_interval: 1s\n";
+  RelayedPair p(lab, inet, "fully-random", pathYaml);
+  const std::string relayA = std::string(kRelayHost) + ":" + std::to_string(kPortA);
+  const std::string relayB = std::string(kRelayHost) + ":" + std::to_string(kPortB);
+
+  // 1. Both know the other's reported (symmetric) endpoint, try it, fail, and go through the relay.
+  std::string logA;
+  if (!pollUntil(
+          [&] {
+            logA = lab.log(*p.a);
+            return logA.find("direct path failed within 10 s") != std::string::npos;
+          },
+          90s))
+    FAIL("a never gave up on the direct path\n" << logA);
+  p.waitRelayed(90s);
+  CHECK(lab.ping(*p.a, p.b->meshIp));
+  CHECK(lab.ping(*p.b, p.a->meshIp));
+  if (!pollUntil([&] { return peerPaths(lab, *p.a).relayed >= 1; }, 20s))
+    FAIL("a's status does not show a relayed peer");
+  // The direct path is tried again at the next retry slot, and fails again (the NATs still
+  // block it): back to the relay.
+  auto failures = [&] {
+    size_t n = 0;
+    const std::string log = lab.log(*p.a);
+    const std::string needle = "peer " + p.b->nodeId + ": direct path failed within";
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  };
+  if (!pollUntil([&] { return failures() >= 2; }, 60s))
+    FAIL("a did not retry the direct path (and fail again) within 60 s\n" << pathLines(lab.log(*p.a)));
+  CHECK(wgEndpoint(lab, *p.a, *p.b) == relayB);
+
+  // 2. The NATs change: the WireGuard port is forwarded (full cone). The nodes rediscover their
+  //    endpoints (203.0.113.N:51820), the control plane hands them out, and the next attempt works.
+  BackgroundPing pingAB(*p.a, p.b->meshIp), pingBA(*p.b, p.a->meshIp);
+  inet.renat(p.a->name, 1, "", true);
+  inet.renat(p.b->name, 2, "", true);
+  const std::string directA = "203.0.113.1:51820", directB = "203.0.113.2:51820";
+  if (!pollUntil(
+          [&] { return wgEndpoint(lab, *p.a, *p.b) == directB && wgEndpoint(lab, *p.b, *p.a) == directA &&
+                       peerPaths(lab, *p.a).direct >= 1 && peerPaths(lab, *p.b).direct >= 1; },
+          120s))
+    FAIL("a and b did not move to the direct path within 120 s of the NAT change\n"
+         << "a→b " << wgEndpoint(lab, *p.a, *p.b) << ", b→a " << wgEndpoint(lab, *p.b, *p.a) << "\n"
+         << "a:\n" << pathLines(lab.log(*p.a)) << "b:\n" << pathLines(lab.log(*p.b)) << lab.describe());
+  CHECK(lab.ping(*p.a, p.b->meshIp));
+  CHECK(lab.ping(*p.b, p.a->meshIp));
+  // The tunnel crosses the NATs directly now: router a tracks a flow to b's public WireGuard port.
+  std::string flows;
+  run("ip netns exec pxr" + std::to_string(::getpid() % 10000) + p.a->name + " conntrack -L -p udp 2>/dev/null",
+      &flows);
+  INFO(flows);
+  CHECK(flows.find("dst=203.0.113.2 sport=51820 dport=51820") != std::string::npos);
+  CHECK(lab.log(*p.a).find("direct path works") != std::string::npos);
+}
