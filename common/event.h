@@ -10,12 +10,14 @@
 #include <systemd/sd-event.h>
 #include <time.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace plexd::event {
@@ -52,6 +54,12 @@ Result<Source> addTimer(sd_event* loop, clockid_t clock, uint64_t usec, TimerCal
                         uint64_t accuracyUsec = 0);
 // Sets a timer source to fire once, usec microseconds from now.
 Status rearmTimer(sd_event_source* timer, uint64_t usec);
+// Microseconds from `now` until `at` for rearmTimer: at least 1 (a deadline
+// already passed fires at once; 0 would disarm nothing useful).
+inline uint64_t usecUntil(MonoTime at, MonoTime now) {
+  const auto d = std::chrono::duration_cast<std::chrono::microseconds>(at - now).count();
+  return d > 0 ? static_cast<uint64_t>(d) : 1;
+}
 
 // Watches fd (not owned; it must outlive the source) for events (EPOLLIN,
 // EPOLLOUT, ...). The callback gets the returned events.

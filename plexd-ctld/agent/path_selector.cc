@@ -14,11 +14,6 @@ namespace {
 // after this long, so polling cannot stop for good.
 constexpr std::chrono::seconds kPollGiveUp{60};
 
-uint64_t usecUntil(MonoTime at, MonoTime now) {
-  const auto d = std::chrono::duration_cast<std::chrono::microseconds>(at - now).count();
-  return d > 0 ? static_cast<uint64_t>(d) : 1;
-}
-
 const char* pathName(int path) {
   static constexpr const char* kNames[] = {"trying-direct", "relayed", "direct"};
   return kNames[path];
@@ -374,7 +369,7 @@ void PathSelector::arm() {
     sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
     return;
   }
-  if (auto st = event::rearmTimer(timer_.get(), usecUntil(*due, clock_.now())); !st)
+  if (auto st = event::rearmTimer(timer_.get(), event::usecUntil(*due, clock_.now())); !st)
     log::error("cannot arm the path selection timer", {{"error", st.error().text()}});
 }
 

@@ -13,11 +13,6 @@ namespace {
 // Two at once at most (the filtering tests); room for one more as a margin.
 constexpr size_t kMaxTransactions = 3;
 
-uint64_t usecUntil(MonoTime at, MonoTime now) {
-  const auto d = std::chrono::duration_cast<std::chrono::microseconds>(at - now).count();
-  return d > 0 ? static_cast<uint64_t>(d) : 1;
-}
-
 std::string seconds(std::chrono::milliseconds d) { return fmt::format("{:.3g} s", static_cast<double>(d.count()) / 1000.0); }
 
 // RFC 5780 needs an alternate IP and an alternate port, in the family we use.
@@ -82,7 +77,7 @@ void NatDiscovery::arm() {
     sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
     return;
   }
-  if (auto st = event::rearmTimer(timer_.get(), usecUntil(*due, clock_.now())); !st)
+  if (auto st = event::rearmTimer(timer_.get(), event::usecUntil(*due, clock_.now())); !st)
     log::error("cannot arm the NAT discovery timer", {{"error", st.error().text()}});
 }
 

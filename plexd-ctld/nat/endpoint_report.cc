@@ -14,11 +14,6 @@ namespace {
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 using std::chrono::milliseconds;
 
-uint64_t usecUntil(MonoTime at, MonoTime now) {
-  const auto d = std::chrono::duration_cast<std::chrono::microseconds>(at - now).count();
-  return d > 0 ? static_cast<uint64_t>(d) : 1;
-}
-
 void writeString(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
 // After this many 404/410 in a row the warning becomes an error.
@@ -122,7 +117,7 @@ void EndpointReporter::arm() {
     return;
   }
   const MonoTime at = std::max(*dueAt_, notBefore_);
-  if (auto st = event::rearmTimer(timer_.get(), usecUntil(at, clock_.now())); !st)
+  if (auto st = event::rearmTimer(timer_.get(), event::usecUntil(at, clock_.now())); !st)
     log::error("cannot arm the endpoint report timer", {{"error", st.error().text()}});
 }
 

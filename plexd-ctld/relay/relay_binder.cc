@@ -11,11 +11,6 @@
 namespace plexd::ctld::relay {
 namespace {
 
-uint64_t usecUntil(MonoTime at, MonoTime now) {
-  const auto d = std::chrono::duration_cast<std::chrono::microseconds>(at - now).count();
-  return d > 0 ? static_cast<uint64_t>(d) : 1;
-}
-
 std::string phaseName(bool registered, int phase) {
   static constexpr const char* kNames[] = {"hello", "keying", "registering", "registered", "retrying"};
   if (registered && phase == 2) return "registered";  // refreshing a live binding
@@ -220,7 +215,7 @@ void RelayBinder::arm() {
     sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
     return;
   }
-  if (auto st = event::rearmTimer(timer_.get(), usecUntil(*due, clock_.now())); !st)
+  if (auto st = event::rearmTimer(timer_.get(), event::usecUntil(*due, clock_.now())); !st)
     log::error("cannot arm the relay registration timer", {{"error", st.error().text()}});
 }
 
