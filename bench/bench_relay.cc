@@ -4,7 +4,7 @@
 //   naive    a relay written here: epoll, one recvfrom and one sendto per
 //            datagram, the same forwarding rule (WireGuard check, bindings,
 //            owner, sender's own port, sessions) in std::map tables
-//   engine   relayd's RelayEngine (recvmmsg/sendmmsg batches, UDP GSO, hash tables)
+//   engine   relayd's RelayEngine (recvmmsg/sendmmsg batches, UDP GSO and GRO, hash tables)
 //            on an sd-event loop
 //   kernel   no relay process: an nftables DNAT + SNAT rule (maps keyed by
 //            port) rewrites the same flows in the kernel, the physical
@@ -35,13 +35,20 @@
 // relay on CPU 1 (same-CPU wake-ups; cross-CPU ones cost tens of us in a VM).
 //
 //   bench_relay [--seconds S] [--pings N] [--rounds R] [--burst N] [--sizes 64,1400]
-//               [--sessions 1,100] [--no-naive] [--no-engine] [--no-kernel] [--no-coturn] [--quick]
+//               [--sessions 1,100] [--no-naive] [--no-engine] [--no-kernel] [--no-coturn]
+//               [--gso-senders] [--quick]
 //
+// --gso-senders: the nodes send each batch of 32 as one UDP GSO message (as
+// wireguard-go does on Linux) instead of 32 datagrams; the engine's sockets
+// (UDP_GRO) then read each in one go, every other receiver gets it split.
 // --quick (ctest): naive and engine only, 1 and 10 sessions, 0.1 s; fails if
-// a relay does not deliver from the sender's relay port.
+// a relay does not deliver from the sender's relay port, or if a GSO burst
+// (7 datagrams and a shorter one) does not arrive as the same 8 datagrams in
+// order (for the engine: read as one GRO read and split again).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -108,6 +115,32 @@ constexpr size_t kGeneratorCpu = 0;
 constexpr size_t kRelayCpu = 1;
 
 bool g_pin = true;
+// --gso-senders: the generator sends each batch as one UDP GSO message (as
+// wireguard-go does on Linux); the kernel splits it before a socket without
+// UDP_GRO, and hands it whole to one with it (the engine's).
+bool g_gsoSenders = false;
+
+// Sends `count` datagrams of `segment` bytes laid out back to back at `buf`
+// from fd to `to` as one UDP GSO message (the last may be shorter: `total`
+// bytes in all); true if the kernel took it.
+bool sendGso(int fd, const sockaddr_in& to, const uint8_t* buf, size_t segment, size_t total) {
+  iovec iov{const_cast<uint8_t*>(buf), total};
+  alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(uint16_t))] = {};
+  msghdr h{};
+  h.msg_name = const_cast<sockaddr_in*>(&to);
+  h.msg_namelen = sizeof to;
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  h.msg_control = control;
+  h.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  const auto gso = static_cast<uint16_t>(segment);
+  std::memcpy(CMSG_DATA(c), &gso, sizeof gso);
+  return ::sendmsg(fd, &h, 0) == static_cast<ssize_t>(total);
+}
 
 void pinThread(size_t cpu) {
   if (!g_pin) return;
@@ -240,6 +273,8 @@ class Relay {
   virtual std::optional<double> cpuSeconds() const = 0;
   // Called after the runs (the relay is stopped): a line of its counters, or "".
   virtual std::string report() { return ""; }
+  // After report(): reads that carried several datagrams (UDP GRO), if known.
+  virtual std::optional<uint64_t> groReads() const { return std::nullopt; }
   // Whether the relay runs on the relay CPU; if not (the kernel path works
   // in the sender's context), the sink takes that CPU instead.
   virtual bool ownCpu() const { return true; }
@@ -440,10 +475,12 @@ class EngineRelay final : public Relay {
     stop();
     const relayd::RelayStats s = engine_->stats();
     return fmt::format(
-        "engine: rx {} forwarded {} tx {} (in {} GSO sends) tx_dropped {} rxq_overflow {} unknown_source {} not_wireguard {} sessions {}",
-        s.rx_packets, s.forwarded, s.tx_packets, s.tx_gso_messages, s.tx_dropped, s.rxq_overflow, s.unknown_source, s.not_wireguard,
-        s.sessions);
+        "engine: rx {} (in {} GRO reads) forwarded {} tx {} (in {} GSO sends) tx_dropped {} rxq_overflow {} "
+        "unknown_source {} not_wireguard {} sessions {}",
+        s.rx_packets, s.rx_gro_reads, s.forwarded, s.tx_packets, s.tx_gso_messages, s.tx_dropped, s.rxq_overflow,
+        s.unknown_source, s.not_wireguard, s.sessions);
   }
+  std::optional<uint64_t> groReads() const override { return engine_->stats().rx_gro_reads; }
 
  private:
   event::Loop loop_;
@@ -692,6 +729,40 @@ void checkDelivery(std::vector<Flow>& flows, size_t size, const std::string& nam
   }
 }
 
+// Checks that a UDP GSO message from A_i (7 datagrams of `size` and a
+// shorter last one, each with its own counter) reaches B_i as the same 8
+// datagrams, in order, from A_i's relay port. The engine reads it in one
+// UDP GRO read and must split it, route each part and send them on as sent.
+void checkGsoDelivery(std::vector<Flow>& flows, size_t size, const std::string& name) {
+  constexpr size_t kParts = 8;
+  std::vector<uint8_t> buf(65536);
+  for (size_t i = 0; i < flows.size(); ++i) {
+    Flow& f = flows[i];
+    std::vector<std::vector<uint8_t>> parts;
+    std::vector<uint8_t> run;
+    for (size_t k = 0; k < kParts; ++k) {
+      parts.push_back(wgPacket(k + 1 < kParts ? size : size - 16, 1000 + k));
+      const auto dgram = framed(f, parts.back());
+      run.insert(run.end(), dgram.begin(), dgram.end());
+    }
+    if (!sendGso(f.a.get(), f.aToB, run.data(), f.header.size() + size, run.size()))
+      die(fmt::format("{}: GSO send failed: {}", name, std::strerror(errno)));
+    for (size_t k = 0; k < kParts; ++k) {
+      pollfd p{f.b.get(), POLLIN, 0};
+      if (::poll(&p, 1, 2000) <= 0) die(fmt::format("{}: flow {} delivered {} of {} GSO parts within 2 s", name, i, k, kParts));
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      const ssize_t n = ::recvfrom(f.b.get(), buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n != static_cast<ssize_t>(parts[k].size()) || std::memcmp(buf.data(), parts[k].data(), parts[k].size()) != 0)
+        die(fmt::format("{}: flow {} GSO part {}: got {} bytes, not the {} sent (or out of order)", name, i, k, n,
+                        parts[k].size()));
+      if (f.seenFrom != 0 && ntohs(from.sin_port) != f.seenFrom)
+        die(fmt::format("{}: flow {} GSO part {} arrived from port {}, not {}", name, i, k, ntohs(from.sin_port),
+                        f.seenFrom));
+    }
+  }
+}
+
 // Counts what the B sockets receive (recvmmsg batches), on its own thread.
 class Sink {
  public:
@@ -721,7 +792,12 @@ class Sink {
         for (int e = 0; e < n; ++e) {
           const int fd = flows[evs[e].data.u64].b.get();
           int r;
-          while ((r = ::recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr)) > 0) count += static_cast<uint64_t>(r);
+          // Published per batch: a relay working off a backlog may keep
+          // this socket busy for longer than settle() waits for a change.
+          while ((r = ::recvmmsg(fd, msgs.data(), kBatch, MSG_DONTWAIT, nullptr)) > 0) {
+            count += static_cast<uint64_t>(r);
+            received_.store(count, std::memory_order_relaxed);
+          }
         }
         received_.store(count, std::memory_order_relaxed);
       }
@@ -766,14 +842,24 @@ class Generator {
  public:
   Generator(std::vector<Flow>& flows, size_t size) : flows_(flows) {
     const auto payload = wgPacket(size);
-    for (const auto& f : flows) dgrams_.push_back(framed(f, payload));
+    for (const auto& f : flows) {
+      dgrams_.push_back(framed(f, payload));
+      if (g_gsoSenders) {
+        std::vector<uint8_t> run;
+        for (size_t k = 0; k < kSendBatch; ++k) run.insert(run.end(), dgrams_.back().begin(), dgrams_.back().end());
+        runs_.push_back(std::move(run));
+      }
+    }
   }
   // Sends up to `count` datagrams of the next flow's batch; returns how many went.
   size_t sendBatch(size_t count = kSendBatch) {
-    Flow& f = flows_[next_];
-    const auto& d = dgrams_[next_];
+    const size_t flow = next_;
+    Flow& f = flows_[flow];
+    const auto& d = dgrams_[flow];
     next_ = (next_ + 1) % flows_.size();
     count = std::min(count, kSendBatch);
+    if (g_gsoSenders && count > 1)
+      return sendGso(f.a.get(), f.aToB, runs_[flow].data(), d.size(), d.size() * count) ? count : 0;
     for (size_t k = 0; k < count; ++k) {
       iov_[k] = iovec{const_cast<uint8_t*>(d.data()), d.size()};
       msgs_[k].msg_hdr = msghdr{};
@@ -789,6 +875,7 @@ class Generator {
  private:
   std::vector<Flow>& flows_;
   std::vector<std::vector<uint8_t>> dgrams_;
+  std::vector<std::vector<uint8_t>> runs_;  // --gso-senders: kSendBatch datagrams back to back
   std::array<mmsghdr, kSendBatch> msgs_{};
   std::array<iovec, kSendBatch> iov_{};
   size_t next_ = 0;
@@ -918,6 +1005,21 @@ Latency pingPong(std::vector<Flow>& flows, size_t size, size_t rounds) {
   return out;
 }
 
+// Waits (at most 5 s) until the relay's CPU time stops growing: a relay the
+// flood overloaded (--gso-senders offers millions of datagrams/s) still
+// works through its sockets' queues, and the latency run must not wait
+// behind them.
+void waitIdle(const Relay& relay) {
+  std::optional<double> last = relay.cpuSeconds();
+  if (!last) return;
+  for (int i = 0; i < 250; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::optional<double> now = relay.cpuSeconds();
+    if (!now || *now - *last < 0.0005) return;
+    last = now;
+  }
+}
+
 void drain(std::vector<Flow>& flows) {
   std::vector<uint8_t> buf(65536);
   for (auto& f : flows) {
@@ -987,6 +1089,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-coturn") o.coturn = false;
     else if (a == "--no-naive") o.naive = false;
     else if (a == "--no-engine") o.engine = false;
+    else if (a == "--gso-senders") g_gsoSenders = true;
     else if (a == "--quick") {
       o.quick = true;
       o.seconds = 0.1;
@@ -998,7 +1101,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: bench_relay [--seconds S] [--pings N] [--rounds R] [--burst N] [--sizes 64,1400] "
-                   "[--sessions 1,100] [--no-naive] [--no-engine] [--no-kernel] [--no-coturn] [--quick]\n");
+                   "[--sessions 1,100] [--no-naive] [--no-engine] [--no-kernel] [--no-coturn] [--gso-senders] [--quick]\n");
       return 2;
     }
   }
@@ -1060,6 +1163,7 @@ int main(int argc, char** argv) {
           auto flows = makeFlows(n);
           std::unique_ptr<Relay> relay = makeRelay(flows);
           checkDelivery(flows, size, name);
+          if (o.quick) checkGsoDelivery(flows, size, name);
           drain(flows);
           const Capacity c = drainRuns(flows, size, *relay, o.drainRounds, o.drainBurst);
           drain(flows);
@@ -1067,6 +1171,7 @@ int main(int argc, char** argv) {
           if (relay->cpuSeconds()) {
             t = flood(flows, size, o.seconds, *relay);
             fwdCpu[name] = t.cpuUsPerPkt;
+            waitIdle(*relay);
           } else {
             // The kernel forwards in the sender's context: its cost is the
             // generator's extra CPU over the direct path, in short floods
@@ -1100,6 +1205,10 @@ int main(int argc, char** argv) {
             notes.push_back(fmt::format("{} B x {} {}: capacity runs lost {:.1f} %, {} pings lost", size, n, name,
                                         c.loss * 100, l.lost));
           if (std::string r = relay->report(); !r.empty()) notes.push_back(fmt::format("{} B x {}: {}", size, n, r));
+          // --quick: the GSO bursts above must have come in as GRO reads
+          // (UDP_GRO, Linux >= 5.0) and left split as they were sent.
+          if (o.quick && relay->groReads() && *relay->groReads() == 0)
+            die(fmt::format("{}: the GSO bursts were not read as GRO reads", name));
         };
         if (o.naive) run("naive", [](std::vector<Flow>& f) { return std::make_unique<NaiveRelay>(f); });
         if (o.engine) run("engine", [](std::vector<Flow>& f) { return std::make_unique<EngineRelay>(f); });
@@ -1131,9 +1240,10 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("relay on loopback%s; per row: %zu bursts of %zu datagrams drained (capacity), %.1f s flood, %zu "
-                "pings; relay on CPU %zu, load on CPU %zu%s\n\n%s\n",
+                "pings; relay on CPU %zu, load on CPU %zu%s%s\n\n%s\n",
                 netns ? " (private network namespace)" : "", o.drainRounds, o.drainBurst, o.seconds, o.pings, kRelayCpu,
-                kGeneratorCpu, g_pin ? "" : " (not pinned)", table.render().c_str());
+                kGeneratorCpu, g_pin ? "" : " (not pinned)",
+                g_gsoSenders ? "; senders use UDP GSO (32 datagrams per message)" : "", table.render().c_str());
     for (const auto& line : summary) std::printf("%s\n", line.c_str());
     std::printf("\nnotes and counters after each run:\n");
     for (const auto& line : notes) std::printf("  %s\n", line.c_str());

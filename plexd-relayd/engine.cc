@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -21,11 +22,19 @@ namespace {
 // one busy port cannot starve the others (sd-event's epoll is level
 // triggered: the rest is read on the next iteration).
 constexpr int kRoundsPerWake = 8;
+// Ready ports taken from the engine's epoll set per wake-up (more stay
+// ready, level triggered, and come on the next one).
+constexpr int kPortsPerWake = 128;
 // UDP GSO: segments per message (the kernel's UDP_MAX_SEGMENTS is 64 on
 // older kernels, 128 on newer) and bytes per message (one IP datagram).
 constexpr size_t kMaxGsoSegments = 64;
 constexpr size_t kMaxGsoBytes = 65000;
 constexpr int kGsoFailuresBeforeOff = 8;
+// UDP GRO: a coalesced read is at most one IP datagram's payload; the
+// receive slots are this large so none is truncated. Forwards decided
+// before a flush: a GRO read gives many (flushed early when full).
+constexpr size_t kGroReadBytes = 65536;
+constexpr size_t kMinGroPending = 256;
 
 bool isMappedV4(const uint8_t* a) {
   static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -93,33 +102,45 @@ struct RelayEngine::Port {
   UniqueFd fd;
   int family = AF_INET;
   SockAddr local;
-  event::Source io;
   uint32_t rxqDrops = 0;  // the socket's SO_RXQ_OVFL total last seen
+  // flush(): this port's forwards in the pending list, chained through
+  // Io::next, valid while mark == RelayEngine::flushMark_.
+  uint64_t mark = 0;
+  uint32_t head = 0;
+  uint32_t tail = 0;
 };
 
-// The batch buffers: one recvmmsg's worth of datagrams, and the sendmmsg
-// vectors that point back into them (datagrams are sent from where they
-// were read, never copied).
+// The receive slots (one recvmmsg's worth of datagrams, filled from several
+// ports in one wake-up), the forwards decided for them, and the sendmmsg
+// vectors that point back into the slots (datagrams are sent from where
+// they were read, never copied).
 struct RelayEngine::Io {
   struct alignas(cmsghdr) RxControl {
-    uint8_t bytes[CMSG_SPACE(sizeof(uint32_t))];  // SO_RXQ_OVFL
+    uint8_t bytes[CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(int))];  // SO_RXQ_OVFL, UDP_GRO
   };
   struct alignas(cmsghdr) TxControl {
     uint8_t bytes[CMSG_SPACE(sizeof(uint16_t))];  // UDP_SEGMENT
   };
   struct Pending {
     PortId out;
-    uint32_t rx;  // index of the datagram in the receive batch
+    uint32_t slot;    // receive slot the datagram is in
+    uint32_t offset;  // where in the slot (a GRO read holds several datagrams)
+    uint32_t size;
     SockAddr to;
   };
+  static constexpr uint32_t kEnd = ~uint32_t{0};
+
+  size_t slots;
+  size_t pendingCap;
   std::vector<mmsghdr> rx;
   std::vector<iovec> rxIov;
   std::vector<sockaddr_storage> rxName;
   std::vector<RxControl> rxControl;
-  std::unique_ptr<uint8_t[]> data;  // batch x max_datagram, left uninitialised (untouched pages stay unmapped)
+  std::unique_ptr<uint8_t[]> data;  // the slots, left uninitialised (untouched pages stay unmapped)
   std::vector<Pending> pending;
-  std::vector<uint8_t> taken;
-  // The batch's forwarded datagrams in output order (grouped by port).
+  std::vector<uint32_t> next;     // per pending forward: the next one to the same port
+  std::vector<Port*> groups;      // output ports in order of their first forward
+  // The forwarded datagrams in output order (grouped by port).
   std::vector<iovec> outIov;
   std::vector<sockaddr_storage> outName;
   std::vector<socklen_t> outNameLen;
@@ -129,24 +150,35 @@ struct RelayEngine::Io {
   std::vector<TxControl> txControl;
   std::vector<uint32_t> txFirst;  // the message's first datagram (index into out*)
   std::vector<uint32_t> txCount;  // and how many it carries
+  std::array<epoll_event, kPortsPerWake> ready{};
 
-  Io(size_t batch, size_t maxDatagram)
-      : rx(batch),
+  // Slots lie `stride` apart: whole cache lines, and not a multiple of the
+  // page size (64 KiB GRO slots would all start in the same cache set).
+  static size_t strideFor(size_t slotBytes) {
+    const size_t stride = (slotBytes + 63) / 64 * 64;
+    return stride % 4096 == 0 ? stride + 5 * 64 : stride;
+  }
+
+  Io(size_t batch, size_t slotBytes, size_t maxPending)
+      : slots(batch),
+        pendingCap(maxPending),
+        rx(batch),
         rxIov(batch),
         rxName(batch),
         rxControl(batch),
-        data(new uint8_t[batch * maxDatagram]),
-        pending(batch),
-        taken(batch),
-        outIov(batch),
-        outName(batch),
-        outNameLen(batch),
-        tx(batch),
-        txControl(batch),
-        txFirst(batch),
-        txCount(batch) {
+        data(new uint8_t[batch * strideFor(slotBytes)]),
+        pending(maxPending),
+        next(maxPending),
+        groups(maxPending),
+        outIov(maxPending),
+        outName(maxPending),
+        outNameLen(maxPending),
+        tx(maxPending),
+        txControl(maxPending),
+        txFirst(maxPending),
+        txCount(maxPending) {
     for (size_t i = 0; i < batch; ++i) {
-      rxIov[i] = iovec{data.get() + i * maxDatagram, maxDatagram};
+      rxIov[i] = iovec{data.get() + i * strideFor(slotBytes), slotBytes};
       msghdr& h = rx[i].msg_hdr;
       h = msghdr{};
       h.msg_name = &rxName[i];
@@ -157,19 +189,31 @@ struct RelayEngine::Io {
   }
 };
 
-RelayEngine::RelayEngine(sd_event* loop, const RelayLimits& limits, const Clock& clock)
-    : loop_(loop),
-      limits_(limits),
+RelayEngine::RelayEngine(const RelayLimits& limits, const Clock& clock)
+    : limits_(limits),
       clock_(clock),
       table_(limits),
-      io_(std::make_unique<Io>(limits.batch, limits.max_datagram)),
+      io_(std::make_unique<Io>(limits.batch, limits.gro ? std::max(limits.max_datagram, kGroReadBytes) : limits.max_datagram,
+                               limits.gro ? std::max(limits.batch, kMinGroPending) : limits.batch)),
       gso_(limits.gso) {}
 
 RelayEngine::~RelayEngine() = default;
 
 Result<std::unique_ptr<RelayEngine>> RelayEngine::create(sd_event* loop, const RelayLimits& limits, const Clock& clock) {
   if (auto st = limits.validate(); !st) return st.takeError();
-  std::unique_ptr<RelayEngine> engine(new RelayEngine(loop, limits, clock));
+  std::unique_ptr<RelayEngine> engine(new RelayEngine(limits, clock));
+  // The ports' sockets sit in an epoll set of the engine's own, which is one
+  // source on the loop: one wake-up serves every ready port (a source per
+  // socket costs sd-event an epoll_wait per port, each re-polling every
+  // ready socket: quadratic in the busy ports).
+  engine->epoll_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!engine->epoll_) return Error::sys("cannot create the relay's epoll set");
+  {
+    RelayEngine* self = engine.get();
+    auto io = event::addIo(loop, engine->epoll_.get(), EPOLLIN, [self](uint32_t) { self->onReady(); });
+    if (!io) return io.takeError().wrap("relay epoll set");
+    engine->ready_ = std::move(*io);
+  }
   if (limits.sweep_interval.count() > 0) {
     const auto usec = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(limits.sweep_interval).count());
     RelayEngine* self = engine.get();
@@ -212,6 +256,11 @@ Result<PortId> RelayEngine::addPort(const SockAddr& bindAddr, std::optional<Node
                   port->family == AF_INET6 ? setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY") : okStatus()}) {
     if (!st) return st.takeError().wrap("relay port " + where);
   }
+  if (limits_.gro) {
+    // Best effort (a kernel before 5.0 has no UDP_GRO): reads may then
+    // carry several datagrams of one source, split again by their size.
+    static_cast<void>(setInt(fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO"));
+  }
   if (limits_.socket_buffer_bytes > 0) {
     // Best effort: the kernel caps the size at net.core.[rw]mem_max.
     static_cast<void>(setInt(fd, SOL_SOCKET, SO_RCVBUF, limits_.socket_buffer_bytes, "SO_RCVBUF"));
@@ -228,13 +277,14 @@ Result<PortId> RelayEngine::addPort(const SockAddr& bindAddr, std::optional<Node
   auto id = table_.addPort(owner);
   if (!id) return id.takeError();
   port->id = *id;
-  Port* raw = port.get();
-  auto io = event::addIo(loop_, fd, EPOLLIN, [this, raw](uint32_t) { onReadable(*raw); });
-  if (!io) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = *id;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+    Error e = Error::sys("cannot watch relay port " + where);
     table_.removePort(*id);
-    return io.takeError().wrap("relay port " + where);
+    return e;
   }
-  port->io = std::move(*io);
   const size_t slot = *id & 0xffff;
   if (ports_.size() <= slot) ports_.resize(slot + 1);
   ports_[slot] = std::move(port);
@@ -244,7 +294,9 @@ Result<PortId> RelayEngine::addPort(const SockAddr& bindAddr, std::optional<Node
 bool RelayEngine::removePort(PortId id) {
   if (portOf(id) == nullptr) return false;
   table_.removePort(id);
-  ports_[id & 0xffff].reset();  // closes the socket after its event source is gone (member order)
+  Port& p = *ports_[id & 0xffff];
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p.fd.get(), nullptr);
+  ports_[id & 0xffff].reset();
   return true;
 }
 
@@ -280,83 +332,148 @@ Status RelayEngine::sendFrom(PortId id, const SockAddr& to, const uint8_t* data,
   return okStatus();
 }
 
-void RelayEngine::onReadable(Port& port) {
+void RelayEngine::onReady() {
+  // Every ready port is read into the free receive slots; the forwards are
+  // sent when the slots (or the pending list) are full and at the end, so
+  // one sendmmsg per output port can carry datagrams from many input ports.
   Io& io = *io_;
-  const auto batch = static_cast<unsigned>(limits_.batch);
+  const int n = ::epoll_wait(epoll_.get(), io.ready.data(), kPortsPerWake, 0);
+  size_t used = 0, pending = 0;
+  for (int e = 0; e < n; ++e) {
+    // A port removed meanwhile (its id names no port now) is skipped.
+    Port* p = portOf(static_cast<PortId>(io.ready[static_cast<size_t>(e)].data.u64));
+    if (p != nullptr) readPort(*p, used, pending);
+  }
+  if (pending > 0) flush(pending);
+}
+
+void RelayEngine::readPort(Port& port, size_t& used, size_t& pending) {
+  Io& io = *io_;
   const MonoTime now = clock_.now();
-  for (int round = 0; round < kRoundsPerWake; ++round) {
-    for (unsigned i = 0; i < batch; ++i) {
+  // At most kRoundsPerWake batches per wake-up, so one busy port cannot
+  // starve the others (the rest is read on the next wake-up).
+  size_t budget = kRoundsPerWake * io.slots;
+  while (budget > 0) {
+    if (used == io.slots) {
+      if (pending > 0) flush(pending);
+      used = pending = 0;
+    }
+    const size_t want = std::min(io.slots - used, budget);
+    for (size_t i = used; i < used + want; ++i) {
       msghdr& h = io.rx[i].msg_hdr;
       h.msg_namelen = sizeof(sockaddr_storage);
       h.msg_controllen = sizeof(Io::RxControl);
       h.msg_flags = 0;
     }
-    const int n = ::recvmmsg(port.fd.get(), io.rx.data(), batch, MSG_DONTWAIT, nullptr);
+    const int n = ::recvmmsg(port.fd.get(), &io.rx[used], static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno != EAGAIN && errno != EINTR) ++io_stats_.rx_errors;
       return;
     }
-    size_t pending = 0;
-    for (unsigned i = 0; i < static_cast<unsigned>(n); ++i) {
-      const mmsghdr& m = io.rx[i];
-      ++io_stats_.rx_packets;
-      io_stats_.rx_bytes += m.msg_len;
-      if (m.msg_hdr.msg_controllen > 0) {
-        for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&m.msg_hdr), c)) {
-          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL || c->cmsg_len < CMSG_LEN(sizeof(uint32_t))) continue;
-          uint32_t total = 0;
-          std::memcpy(&total, CMSG_DATA(c), sizeof total);
-          // The socket's running total of drops when this datagram was queued.
-          if (total > port.rxqDrops) {
-            io_stats_.rxq_overflow += total - port.rxqDrops;
-            port.rxqDrops = total;
-          }
-        }
-      }
-      if ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-        ++io_stats_.oversize;
-        continue;
-      }
-      const SockAddr source = fromSockaddr(io.rxName[i], m.msg_hdr.msg_namelen);
-      if (source.empty()) continue;
-      const auto* data = static_cast<const uint8_t*>(io.rxIov[i].iov_base);
-      if (control_ && !isWireGuardMessage(data, m.msg_len) && control_(port.id, source, data, m.msg_len)) {
-        ++io_stats_.control;
-        continue;
-      }
-      Forward f;
-      if (table_.route(port.id, source, data, m.msg_len, now, f) != Verdict::forward) continue;
-      io.pending[pending++] = Io::Pending{f.out, i, f.to};
-    }
-    if (pending > 0) flush(pending);
-    if (static_cast<unsigned>(n) < batch) return;
+    const auto got = static_cast<size_t>(n);
+    for (size_t i = used; i < used + got; ++i) receive(port, i, now, pending);
+    used += got;
+    budget -= got;
+    if (got < want) return;
   }
 }
 
-void RelayEngine::flush(size_t pending) {
-  // One sendmmsg per output socket: group the batch's forwards by port,
-  // keeping their order within a port (a WireGuard flow stays in order).
+void RelayEngine::receive(Port& port, size_t slot, MonoTime now, size_t& pending) {
   Io& io = *io_;
-  std::fill(io.taken.begin(), io.taken.begin() + static_cast<std::ptrdiff_t>(pending), uint8_t{0});
-  size_t filled = 0;
-  for (size_t i = 0; i < pending; ++i) {
-    if (io.taken[i] != 0) continue;
-    const PortId q = io.pending[i].out;
-    Port* out = portOf(q);
-    const size_t first = filled;
-    for (size_t j = i; j < pending; ++j) {
-      const Io::Pending& p = io.pending[j];
-      if (io.taken[j] != 0 || p.out != q) continue;
-      io.taken[j] = 1;
-      if (out == nullptr) {  // removed by the control handler during this batch
-        ++io_stats_.tx_dropped;
+  const mmsghdr& m = io.rx[slot];
+  int gsoSize = 0;  // UDP GRO: the read holds datagrams of this size (the last may be shorter)
+  if (m.msg_hdr.msg_controllen > 0) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&m.msg_hdr), c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        std::memcpy(&gsoSize, CMSG_DATA(c), sizeof gsoSize);
         continue;
       }
-      io.outIov[filled] = iovec{io.rxIov[p.rx].iov_base, io.rx[p.rx].msg_len};
-      io.outNameLen[filled] = toSockaddr(p.to, out->family, io.outName[filled]);
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL || c->cmsg_len < CMSG_LEN(sizeof(uint32_t))) continue;
+      uint32_t total = 0;
+      std::memcpy(&total, CMSG_DATA(c), sizeof total);
+      // The socket's running total of drops when this datagram was queued.
+      if (total > port.rxqDrops) {
+        io_stats_.rxq_overflow += total - port.rxqDrops;
+        port.rxqDrops = total;
+      }
+    }
+  }
+  const size_t len = m.msg_len;
+  if ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+    ++io_stats_.rx_packets;
+    io_stats_.rx_bytes += len;
+    ++io_stats_.oversize;
+    return;
+  }
+  const SockAddr source = fromSockaddr(io.rxName[slot], m.msg_hdr.msg_namelen);
+  const bool coalesced = gsoSize > 0 && static_cast<size_t>(gsoSize) < len;
+  if (coalesced) ++io_stats_.rx_gro_reads;
+  const size_t step = coalesced ? static_cast<size_t>(gsoSize) : std::max<size_t>(len, 1);
+  const uint8_t* base = static_cast<const uint8_t*>(io.rxIov[slot].iov_base);
+  size_t offset = 0;
+  do {
+    // One datagram as the sender sent it.
+    const size_t size = std::min(step, len - offset);
+    const uint8_t* data = base + offset;
+    const size_t at = offset;
+    offset += step;
+    ++io_stats_.rx_packets;
+    io_stats_.rx_bytes += size;
+    if (size > limits_.max_datagram) {  // read whole into a GRO-sized slot (a smaller slot truncates: above)
+      ++io_stats_.oversize;
+      continue;
+    }
+    if (source.empty()) continue;
+    if (control_ && !isWireGuardMessage(data, size) && control_(port.id, source, data, size)) {
+      ++io_stats_.control;
+      continue;
+    }
+    Forward f;
+    if (table_.route(port.id, source, data, size, now, f) != Verdict::forward) continue;
+    io.pending[pending++] = Io::Pending{f.out, static_cast<uint32_t>(slot), static_cast<uint32_t>(at),
+                                        static_cast<uint32_t>(size), f.to};
+    if (pending == io.pendingCap) {
+      flush(pending);
+      pending = 0;
+    }
+  } while (offset < len);
+}
+
+void RelayEngine::flush(size_t pending) {
+  // One sendmmsg per output socket: group the forwards by port (chains
+  // through Io::next, O(pending)), keeping their order within a port (a
+  // WireGuard flow stays in order); ports in order of their first forward.
+  Io& io = *io_;
+  const uint64_t mark = ++flushMark_;
+  size_t groups = 0;
+  for (size_t i = 0; i < pending; ++i) {
+    Port* out = portOf(io.pending[i].out);
+    if (out == nullptr) {  // removed by the control handler during this batch
+      ++io_stats_.tx_dropped;
+      continue;
+    }
+    const auto idx = static_cast<uint32_t>(i);
+    io.next[i] = Io::kEnd;
+    if (out->mark != mark) {
+      out->mark = mark;
+      out->head = idx;
+      io.groups[groups++] = out;
+    } else {
+      io.next[out->tail] = idx;
+    }
+    out->tail = idx;
+  }
+  size_t filled = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    Port& out = *io.groups[g];
+    const size_t first = filled;
+    for (uint32_t i = out.head; i != Io::kEnd; i = io.next[i]) {
+      const Io::Pending& p = io.pending[i];
+      io.outIov[filled] = iovec{static_cast<uint8_t*>(io.rxIov[p.slot].iov_base) + p.offset, p.size};
+      io.outNameLen[filled] = toSockaddr(p.to, out.family, io.outName[filled]);
       ++filled;
     }
-    if (out != nullptr) sendRange(*out, first, filled);
+    sendRange(out, first, filled);
   }
 }
 

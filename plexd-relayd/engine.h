@@ -1,12 +1,15 @@
 // The relay's data plane: UDP sockets on an sd-event loop forwarding
 // WireGuard datagrams by the rule in relay_table.h (docs/relay.md).
 //
-// Each relay port is one non-blocking UDP socket. A readable socket is
-// drained with recvmmsg in batches (RelayLimits::batch) into buffers
-// allocated once; every datagram of a batch gets its verdict, and the
-// forwarded ones leave with one sendmmsg per output socket, consecutive
-// datagrams of one size to one address joined into one UDP GSO message
-// (UDP_SEGMENT: the kernel splits it back into the same datagrams). Nothing is
+// Each relay port is one non-blocking UDP socket, all of them in one epoll
+// set of the engine's (one source on the loop). A wake-up reads every ready
+// socket with recvmmsg (RelayLimits::batch per call) into receive slots
+// allocated once; every datagram gets its verdict, and when the slots are
+// full or the wake-up ends the forwarded ones leave with one sendmmsg per
+// output socket, consecutive datagrams of one size to one address joined
+// into one UDP GSO message (UDP_SEGMENT: the kernel splits it back into the
+// same datagrams). With UDP GRO a read may hold several datagrams of one
+// source; they are split and each handled as if read alone. Nothing is
 // allocated per datagram, and nothing is queued: a datagram the output
 // socket cannot take at once (buffer full) is dropped and counted. The
 // kernel's own drops before we read (a full receive queue) are counted
@@ -25,6 +28,7 @@
 
 #include "common/clock.h"
 #include "common/event.h"
+#include "common/fd.h"
 #include "common/netaddr.h"
 #include "common/result.h"
 #include "plexd-relayd/relay_table.h"
@@ -50,6 +54,7 @@ struct RelayStats {
   uint64_t tx_dropped = 0;    // forward verdict, but the send failed (buffer full, no route)
   uint64_t tx_gso_messages = 0;   // sends that carried several datagrams (UDP GSO)
   uint64_t tx_gso_fallbacks = 0;  // segmented sends refused and redone one by one
+  uint64_t rx_gro_reads = 0;  // reads that carried several datagrams (UDP GRO)
   uint64_t rx_errors = 0;     // recvmmsg failures other than "nothing to read"
   uint64_t rxq_overflow = 0;  // dropped by the kernel before we read them (SO_RXQ_OVFL)
   uint64_t sessions_created = 0;
@@ -108,18 +113,21 @@ class RelayEngine {
  private:
   struct Port;
   struct Io;
-  RelayEngine(sd_event* loop, const RelayLimits& limits, const Clock& clock);
-  void onReadable(Port& port);
+  RelayEngine(const RelayLimits& limits, const Clock& clock);
+  void onReady();
+  void readPort(Port& port, size_t& used, size_t& pending);
+  void receive(Port& port, size_t slot, MonoTime now, size_t& pending);
   void flush(size_t pending);
   size_t buildMessages(size_t from, size_t to, size_t singlesUntil);
   void sendRange(Port& out, size_t from, size_t to);
   void armSweep();
   Port* portOf(PortId id) const;
 
-  sd_event* loop_;
   RelayLimits limits_;
   const Clock& clock_;
   RelayTable table_;
+  UniqueFd epoll_;                            // the ports' sockets (before ports_: closed after them)
+  event::Source ready_;                       // epoll_ on the loop
   std::vector<std::unique_ptr<Port>> ports_;  // by PortId slot
   std::unique_ptr<Io> io_;                    // batch buffers, allocated once
   event::Source sweep_;
@@ -128,6 +136,7 @@ class RelayEngine {
   int lastSendErrno_ = 0;  // the send error logged last (each kind once)
   bool gso_;               // segmented sends (limits.gso, off after repeated failures)
   int gsoFailStreak_ = 0;
+  uint64_t flushMark_ = 0;  // Port::mark of the flush running
 };
 
 }  // namespace plexd::relayd

@@ -113,12 +113,14 @@ Result<PortId> RelayTable::addPort(std::optional<NodeId> owner) {
   const PortId id = (PortId{s.generation} << 16) | static_cast<PortId>(slot);
   if (owner) ownedPorts_.emplace(*owner, id);
   ++portCount_;
+  ++epoch_;  // the owner's datagrams now leave from this port
   return id;
 }
 
 bool RelayTable::removePort(PortId port) {
   if (slotOf(port) == nullptr) return false;
   PortSlot& s = ports_[port & 0xffff];
+  ++epoch_;
   for (auto it = bindings_.begin(); it != bindings_.end();) {
     if (it->first.port == port) {
       addresses_.erase(pairKey(it->second.node, port));
@@ -151,6 +153,7 @@ Status RelayTable::bind(PortId port, const SockAddr& source, NodeId node, MonoTi
   if (slotOf(port) == nullptr) return Error("no relay port " + std::to_string(port));
   if (source.empty() || !source.validate()) return Error("invalid relay binding source '" + source.str() + "'");
   const EndpointKey key = keyOf(port, source);
+  ++epoch_;
   auto existing = bindings_.find(key);
   if (existing != bindings_.end()) {
     eraseBinding(existing);  // the address belonged to a node (maybe this one)
@@ -171,6 +174,7 @@ Status RelayTable::bind(PortId port, const SockAddr& source, NodeId node, MonoTi
 bool RelayTable::unbind(PortId port, const SockAddr& source) {
   auto it = bindings_.find(keyOf(port, source));
   if (it == bindings_.end()) return false;
+  ++epoch_;
   eraseBinding(it);
   return true;
 }
@@ -186,20 +190,8 @@ RelayTable::Session* RelayTable::sessionFor(NodeId x, NodeId d, int64_t now) {
   const uint64_t key = pairKey(a, b);
   auto it = sessions_.find(key);
   if (it != sessions_.end()) {
-    Session& s = it->second;
-    // Idle past its expiry but not yet swept: it ended; this datagram starts
-    // a new one, as it would after expire().
-    if (now - s.last_ns >= limits_.session_idle.count()) {
-      ++counters_.sessions_expired;
-      ++counters_.sessions_created;
-      s = Session{};
-      s.a = a;
-      s.b = b;
-      s.created_ns = s.last_ns = now;
-      s.packet_tokens = limits_.session_packets_per_second * kNsPerSecond;
-      s.byte_tokens = limits_.session_bytes_per_second * kNsPerSecond;
-    }
-    return &s;
+    restartIfIdle(it->second, now);
+    return &it->second;
   }
   if (sessions_.size() >= limits_.max_sessions) return nullptr;
   Session s;
@@ -210,6 +202,21 @@ RelayTable::Session* RelayTable::sessionFor(NodeId x, NodeId d, int64_t now) {
   s.byte_tokens = limits_.session_bytes_per_second * kNsPerSecond;
   ++counters_.sessions_created;
   return &sessions_.emplace(key, s).first->second;
+}
+
+void RelayTable::restartIfIdle(Session& s, int64_t now) {
+  // Idle past its expiry but not yet swept: it ended; this datagram starts
+  // a new one, as it would after expire().
+  if (now - s.last_ns < limits_.session_idle.count()) return;
+  ++counters_.sessions_expired;
+  ++counters_.sessions_created;
+  const NodeId a = s.a, b = s.b;
+  s = Session{};
+  s.a = a;
+  s.b = b;
+  s.created_ns = s.last_ns = now;
+  s.packet_tokens = limits_.session_packets_per_second * kNsPerSecond;
+  s.byte_tokens = limits_.session_bytes_per_second * kNsPerSecond;
 }
 
 bool RelayTable::admit(Session& s, size_t size, int64_t now) {
@@ -229,16 +236,49 @@ bool RelayTable::admit(Session& s, size_t size, int64_t now) {
   return true;
 }
 
+Verdict RelayTable::charge(Session& s, NodeId x, size_t size, int64_t now) {
+  if (!admit(s, size, now)) {
+    ++s.rate_limited;
+    ++counters_.rate_limited;
+    return Verdict::rate_limited;
+  }
+  const size_t dir = x == s.a ? 0 : 1;
+  ++s.packets[dir];
+  s.bytes[dir] += size;
+  ++counters_.forwarded;
+  return Verdict::forward;
+}
+
 Verdict RelayTable::route(PortId arrival, const SockAddr& source, const uint8_t* data, size_t size, MonoTime now,
                           Forward& out) {
   if (!isWireGuardMessage(data, size)) {
     ++counters_.not_wireguard;
     return Verdict::not_wireguard;
   }
+  const int64_t nowNs = toNs(now);
+  const EndpointKey key = keyOf(arrival, source);
+  if (cache_.epoch == epoch_ && cache_.key == key) {
+    // The route of the last forward from this source; nothing it depends
+    // on changed since (same epoch). The same checks as below, in order.
+    if (cache_.binding->expires_ns <= nowNs) {
+      ++counters_.unknown_source;
+      return Verdict::unknown_source;
+    }
+    if (cache_.dest->expires_ns <= nowNs) {
+      ++counters_.no_destination;
+      return Verdict::no_destination;
+    }
+    restartIfIdle(*cache_.session, nowNs);
+    const Verdict v = charge(*cache_.session, cache_.x, size, nowNs);
+    if (v == Verdict::forward) {
+      out.out = cache_.out;
+      out.to = cache_.dest->addr;
+    }
+    return v;
+  }
   const PortSlot* in = slotOf(arrival);
   assert(in != nullptr);  // the engine only reads ports it has
-  const int64_t nowNs = toNs(now);
-  auto b = bindings_.find(keyOf(arrival, source));
+  auto b = bindings_.find(key);
   if (b == bindings_.end() || b->second.expires_ns <= nowNs) {
     ++counters_.unknown_source;
     return Verdict::unknown_source;
@@ -261,22 +301,18 @@ Verdict RelayTable::route(PortId arrival, const SockAddr& source, const uint8_t*
     ++counters_.session_limit;
     return Verdict::session_limit;
   }
-  if (!admit(*s, size, nowNs)) {
-    ++s->rate_limited;
-    ++counters_.rate_limited;
-    return Verdict::rate_limited;
+  cache_ = RouteCache{epoch_, key, &b->second, &dest->second, s, x, q};
+  const Verdict v = charge(*s, x, size, nowNs);
+  if (v == Verdict::forward) {
+    out.out = q;
+    out.to = dest->second.addr;
   }
-  const size_t dir = x == s->a ? 0 : 1;
-  ++s->packets[dir];
-  s->bytes[dir] += size;
-  ++counters_.forwarded;
-  out.out = q;
-  out.to = dest->second.addr;
-  return Verdict::forward;
+  return v;
 }
 
 void RelayTable::expire(MonoTime now) {
   const int64_t nowNs = toNs(now);
+  ++epoch_;
   for (auto it = bindings_.begin(); it != bindings_.end();) {
     if (it->second.expires_ns <= nowNs) {
       addresses_.erase(pairKey(it->second.node, it->first.port));

@@ -69,6 +69,11 @@ struct RelayLimits {
   // Send runs of same-size datagrams to one address as one UDP GSO message
   // (falls back by itself where the kernel or device refuses).
   bool gso = true;
+  // Receive with UDP GRO: the kernel may hand over several same-size
+  // datagrams of one source in one read (coalesced by the NIC's GRO, or a
+  // local sender's GSO message); the engine splits them again and treats
+  // each as if read alone. Receive slots are then 64 KiB each.
+  bool gro = true;
   std::chrono::nanoseconds sweep_interval = std::chrono::seconds(5);
   int socket_buffer_bytes = 0;
 
@@ -142,6 +147,9 @@ class RelayTable {
   };
 
   explicit RelayTable(const RelayLimits& limits);
+  // Not copied: the route cache points into the table's own maps.
+  RelayTable(const RelayTable&) = delete;
+  RelayTable& operator=(const RelayTable&) = delete;
 
   // Adds a port owned by `owner` (or none). Fails when max_ports are in use
   // or `owner` already owns a port (a node has one relay port).
@@ -208,12 +216,30 @@ class RelayTable {
     size_t operator()(uint64_t v) const noexcept;
   };
 
+  // The last forwarded datagram's route (flows come in bursts: the next
+  // datagram from the same source on the same port takes the same one).
+  // The pointers are to map values, which stay put until erased; `epoch`
+  // must equal epoch_, which every change to ports, bindings or the set of
+  // sessions bumps. A hit skips the four hash lookups; the expiries, the
+  // session's idle restart, its rate limit and the counters still run.
+  struct RouteCache {
+    uint64_t epoch = 0;  // 0: empty (epoch_ starts at 1)
+    EndpointKey key;     // arrival port and source
+    const Binding* binding = nullptr;
+    const Address* dest = nullptr;
+    Session* session = nullptr;
+    NodeId x = 0;
+    PortId out = 0;
+  };
+
   static EndpointKey keyOf(PortId port, const SockAddr& a);
   static uint64_t pairKey(uint32_t hi, uint32_t lo) { return (uint64_t{hi} << 32) | lo; }
   const PortSlot* slotOf(PortId port) const;
   void eraseBinding(std::unordered_map<EndpointKey, Binding, EndpointKeyHash>::iterator it);
   Session* sessionFor(NodeId x, NodeId d, int64_t now);
+  void restartIfIdle(Session& s, int64_t now);
   bool admit(Session& s, size_t size, int64_t now);
+  Verdict charge(Session& s, NodeId x, size_t size, int64_t now);
 
   RelayLimits limits_;
   std::vector<PortSlot> ports_;  // by slot
@@ -224,6 +250,8 @@ class RelayTable {
   std::unordered_map<NodeId, PortId, WordHash> ownedPorts_;
   std::unordered_map<uint64_t, Session, WordHash> sessions_;  // (min node, max node)
   TableCounters counters_;
+  uint64_t epoch_ = 1;
+  RouteCache cache_;
 };
 
 int64_t toNs(MonoTime t);
