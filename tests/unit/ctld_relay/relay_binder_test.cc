@@ -64,6 +64,8 @@ struct FakeTransport final : nat::StunTransport {
   }
 };
 
+const SockAddr kRelay = *SockAddr::parse("192.0.2.10:40001");
+
 struct Harness {
   sd_event* loop = nullptr;
   FakeClock clock;
@@ -132,6 +134,16 @@ struct Harness {
                                                  kNextCookie);
     binder->onDatagram(relay, bytes);
   }
+  // One peer behind kRelay, registered: hello, key, registration answered.
+  void registered() {
+    applyPeers({{kPeer, "192.0.2.10:40001"}});
+    binder->setNodeId(kNodeId);
+    binder->runDue();
+    answerHello(kRelay, kBridgeKey);
+    binder->runDue();
+    answerRegistration(kRelay, kBindingKey);
+    REQUIRE(only().registered);
+  }
   RelayBindingStatus only() {
     auto st = binder->status();
     REQUIRE(st.size() == 1);
@@ -139,7 +151,6 @@ struct Harness {
   }
 };
 
-const SockAddr kRelay = *SockAddr::parse("192.0.2.10:40001");
 
 }  // namespace
 
@@ -259,13 +270,7 @@ TEST_CASE("relay binder: forged, mismatched and foreign answers change nothing")
 
 TEST_CASE("relay binder: retransmits, falls back to a hello, gives up, starts over, the binding lapses") {
   Harness h;
-  h.applyPeers({{kPeer, "192.0.2.10:40001"}});
-  h.binder->setNodeId(kNodeId);
-  h.binder->runDue();
-  h.answerHello(kRelay, kBridgeKey);
-  h.binder->runDue();
-  h.answerRegistration(kRelay, kBindingKey);
-  REQUIRE(h.only().registered);
+  h.registered();
   const size_t base = h.transport.sent.size();
   auto stepTo = [&](std::chrono::milliseconds d) {  // just before and at the next send
     h.clock.advance(d - 1ms);
@@ -304,13 +309,7 @@ TEST_CASE("relay binder: retransmits, falls back to a hello, gives up, starts ov
 
 TEST_CASE("relay binder: after a NAT rebinding a hello brings a cookie for the new source, the key is kept") {
   Harness h;
-  h.applyPeers({{kPeer, "192.0.2.10:40001"}});
-  h.binder->setNodeId(kNodeId);
-  h.binder->runDue();
-  h.answerHello(kRelay, kBridgeKey);
-  h.binder->runDue();
-  h.answerRegistration(kRelay, kBindingKey);
-  REQUIRE(h.only().registered);
+  h.registered();
   // The refresh is refused (the relay sees a new source; our cookie was for the old one).
   h.clock.advance(20s);
   h.binder->runDue();
@@ -380,13 +379,7 @@ TEST_CASE("relay binder: netd away then back, and netd without a key") {
 
 TEST_CASE("relay binder: the bridge leaving the mesh drops the key and asks again") {
   Harness h;
-  h.applyPeers({{kPeer, "192.0.2.10:40001"}});
-  h.binder->setNodeId(kNodeId);
-  h.binder->runDue();
-  h.answerHello(kRelay, kBridgeKey);
-  h.binder->runDue();
-  h.answerRegistration(kRelay, kBindingKey);
-  REQUIRE(h.only().registered);
+  h.registered();
   // Same relay endpoint, but the bridge key is gone from the peers.
   NodeStateSnapshot s;
   SnapshotPeer p;
