@@ -27,7 +27,7 @@ size_t Registrar::SourceHash::operator()(const SockAddr& a) const {
 }
 
 Registrar::Registrar(RelayEngine& engine, const Clock& clock, RegistrarOptions options)
-    : engine_(engine), clock_(clock), options_(options) {
+    : engine_(engine), clock_(clock), options_(options), global_(options.maxPerSecond) {
   if (options_.cookiePeriod.count() <= 0) options_.cookiePeriod = std::chrono::seconds(60);
   if (RAND_bytes(cookieSecret_.data(), static_cast<int>(cookieSecret_.size())) != 1) {
     // No randomness: nothing here can be made safe without it.
@@ -57,17 +57,9 @@ void Registrar::setNodeKey(std::string nodeId, NodeId handle, const std::array<u
 bool Registrar::removeNode(const std::string& nodeId) { return nodes_.erase(nodeId) > 0; }
 
 bool Registrar::allow(const SockAddr& source, MonoTime now) {
-  if (options_.maxPerSecond != 0) {
-    // Everyone together first: a flood from many (spoofed) sources.
-    const double rate = options_.maxPerSecond;
-    const double elapsed = std::chrono::duration<double>(now - global_.last).count();
-    global_.tokens = global_.last == MonoTime{} ? rate : std::min(rate, global_.tokens + std::max(0.0, elapsed) * rate);
-    global_.last = now;
-    if (global_.tokens < 1.0) return false;
-    global_.tokens -= 1.0;
-  }
+  // Everyone together first: a flood from many (spoofed) sources.
+  if (options_.maxPerSecond != 0 && !global_.take(now)) return false;
   if (options_.maxPerSourcePerSecond == 0) return true;
-  const double rate = options_.maxPerSourcePerSecond;
   auto it = buckets_.find(source);
   if (it == buckets_.end()) {
     if (buckets_.size() >= std::max<size_t>(options_.maxTrackedSources, 1)) {
@@ -75,19 +67,13 @@ bool Registrar::allow(const SockAddr& source, MonoTime now) {
       // at most once a second; if none had, an arbitrary one.
       if (now - lastPrune_ >= std::chrono::seconds(1)) {
         lastPrune_ = now;
-        std::erase_if(buckets_, [&](const auto& kv) { return now - kv.second.last >= std::chrono::seconds(1); });
+        std::erase_if(buckets_, [&](const auto& kv) { return now - kv.second.lastUse() >= std::chrono::seconds(1); });
       }
       if (buckets_.size() >= std::max<size_t>(options_.maxTrackedSources, 1)) buckets_.erase(buckets_.begin());
     }
-    it = buckets_.emplace(source, Bucket{rate, now}).first;
-  } else {
-    const double elapsed = std::chrono::duration<double>(now - it->second.last).count();
-    it->second.tokens = std::min(rate, it->second.tokens + elapsed * rate);
-    it->second.last = now;
+    it = buckets_.emplace(source, RateLimit(options_.maxPerSourcePerSecond)).first;
   }
-  if (it->second.tokens < 1.0) return false;
-  it->second.tokens -= 1.0;
-  return true;
+  return it->second.take(now);
 }
 
 uint64_t Registrar::period(MonoTime now) const {

@@ -32,6 +32,7 @@
 
 #include "common/clock.h"
 #include "common/netaddr.h"
+#include "common/rate_limit.h"
 #include "common/stun_integrity.h"
 #include "plexd-relayd/engine.h"
 
@@ -101,10 +102,6 @@ class Registrar {
     NodeKey(const NodeKey&) = delete;
     NodeKey& operator=(const NodeKey&) = delete;
   };
-  struct Bucket {
-    double tokens = 0;
-    MonoTime last{};
-  };
   struct SourceHash {
     size_t operator()(const SockAddr& a) const;
   };
@@ -121,8 +118,8 @@ class Registrar {
   std::optional<std::array<uint8_t, stun::kRelayKeyBytes>> relayKey_;
   std::array<uint8_t, 32> cookieSecret_{};  // random per process, wiped on destruction
   std::unordered_map<std::string, NodeKey> nodes_;
-  std::unordered_map<SockAddr, Bucket, SourceHash> buckets_;
-  Bucket global_{};
+  RateLimit global_;                                              // all sources together
+  std::unordered_map<SockAddr, RateLimit, SourceHash> buckets_;  // per source
   MonoTime lastPrune_{};
   RegistrarStats stats_;
 };

@@ -22,12 +22,11 @@ std::string phaseName(bool registered, int phase) {
 RelayBinder::RelayBinder(sd_event* loop, const Clock& clock, nat::StunTransport& transport, DeriveKey derive,
                          RelayBinderOptions options, Random& random)
     : loop_(loop), clock_(clock), transport_(transport), derive_(std::move(derive)), options_(options),
-      random_(random) {
+      random_(random),
+      sendLimit_(std::max<uint32_t>(options.sendsPerSecond, 1)) {
   options_.maxSends = std::clamp<uint32_t>(options_.maxSends, 1, 16);
   options_.sendsPerSecond = std::max<uint32_t>(options_.sendsPerSecond, 1);
   options_.initialRto = std::max(options_.initialRto, std::chrono::milliseconds(1));
-  tokens_ = options_.sendsPerSecond;
-  tokensAt_ = clock_.now();
 }
 
 RelayBinder::~RelayBinder() { *alive_ = false; }
@@ -113,23 +112,12 @@ void RelayBinder::giveUp(Entry& e, MonoTime now, std::string why) {
   e.nextAt = now + options_.retryAfter;
 }
 
-bool RelayBinder::takeToken(MonoTime now) {
-  const double rate = options_.sendsPerSecond;
-  const double elapsed = std::chrono::duration<double>(now - tokensAt_).count();
-  tokensAt_ = now;
-  tokens_ = std::min(rate, tokens_ + std::max(0.0, elapsed) * rate);
-  if (tokens_ < 1.0) return false;
-  tokens_ -= 1.0;
-  return true;
-}
-
 void RelayBinder::sendExchange(const SockAddr& relay, Entry& e, MonoTime now) {
   if (e.sends == 0) {
     if (auto st = random_.fill(e.txid); !st) {
       giveUp(e, now, st.error().wrap("no random transaction id").text());
       return;
     }
-    e.exchangeStart = now;
   }
   std::vector<uint8_t> bytes;
   if (e.phase == Phase::hello) {
@@ -192,7 +180,7 @@ void RelayBinder::runDue() {
                        {{"relay", relay.str()}, {"retry_s", options_.retryAfter.count()}});
         continue;
       }
-      if (!takeToken(now)) {
+      if (!sendLimit_.take(now)) {
         e.nextAt = now + std::chrono::milliseconds(1000 / options_.sendsPerSecond + 1);
         continue;
       }

@@ -46,6 +46,7 @@
 #include "common/event.h"
 #include "common/netaddr.h"
 #include "common/random.h"
+#include "common/rate_limit.h"
 #include "common/result.h"
 #include "common/secret.h"
 #include "common/stun_integrity.h"
@@ -129,7 +130,6 @@ class RelayBinder {
     std::array<uint8_t, 12> txid{};
     uint32_t sends = 0;  // of the current exchange
     MonoTime nextAt{};
-    MonoTime exchangeStart{};
     MonoTime registeredUntil{};
     std::optional<SockAddr> mapped;
     std::string lastError;
@@ -155,7 +155,6 @@ class RelayBinder {
   void startExchange(Entry& e, Phase phase, MonoTime at);
   void giveUp(Entry& e, MonoTime now, std::string why);
   void onHello(const SockAddr& relay, Entry& e, const ipc::WgPublicKey& relayKey, MonoTime now);
-  bool takeToken(MonoTime now);
 
   sd_event* loop_;
   const Clock& clock_;
@@ -170,8 +169,7 @@ class RelayBinder {
   std::set<ipc::WgPublicKey> meshKeys_;  // every peer's WireGuard key
   std::optional<ipc::WgPublicKey> ownKey_;
   uint64_t keyRequests_ = 0;
-  double tokens_ = 0;
-  MonoTime tokensAt_{};
+  RateLimit sendLimit_;  // all relays together
   RelayBinderStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

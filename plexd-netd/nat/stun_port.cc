@@ -92,17 +92,6 @@ void putBe16(uint8_t* p, uint16_t v) {
 
 }  // namespace
 
-bool RateLimit::take(std::chrono::steady_clock::time_point now) {
-  if (last_ != std::chrono::steady_clock::time_point{}) {
-    const double elapsed = std::chrono::duration<double>(now - last_).count();
-    tokens_ = std::min(rate_, tokens_ + std::max(0.0, elapsed) * rate_);
-  }
-  last_ = now;
-  if (tokens_ < 1.0) return false;
-  tokens_ -= 1.0;
-  return true;
-}
-
 std::optional<StunPacket> parseStunPacket(std::span<const uint8_t> packet, bool v6, uint16_t port) {
   StunPacket out;
   std::span<const uint8_t> udp;

@@ -28,6 +28,7 @@
 #include "common/event.h"
 #include "common/fd.h"
 #include "common/netaddr.h"
+#include "common/rate_limit.h"
 #include "common/result.h"
 
 namespace plexd::netd {
@@ -39,18 +40,6 @@ struct StunPortStats {
   uint64_t received = 0;       // handed up
   uint64_t receivedLimited = 0;
   uint64_t malformed = 0;      // passed the kernel filter but not our checks
-};
-
-// A token bucket: `rate` tokens per second, at most `rate` stored.
-class RateLimit {
- public:
-  explicit RateLimit(uint32_t perSecond) : rate_(perSecond), tokens_(perSecond) {}
-  bool take(std::chrono::steady_clock::time_point now);
-
- private:
-  double rate_;
-  double tokens_;
-  std::chrono::steady_clock::time_point last_{};
 };
 
 // One packet a raw socket read, checked: for IPv4 the IP header (its
