@@ -2,12 +2,22 @@
 
 #include <algorithm>
 
+#include "common/base64.h"
+
 namespace plexd::ipc {
 
 Status validateWgKey(const WgPublicKey& key, std::string_view what) {
   if (std::all_of(key.begin(), key.end(), [](uint8_t b) { return b == 0; }))
     return Error(std::string(what) + " is all zero");
   return {};
+}
+
+std::optional<WgPublicKey> wgKeyFromBase64(std::string_view text) {
+  auto raw = base64Decode(text);
+  if (!raw || raw->size() != 32) return std::nullopt;
+  WgPublicKey key{};
+  std::copy(raw->begin(), raw->end(), key.begin());
+  return key;
 }
 
 bool WgKeyReply::hasPending() const {

@@ -26,7 +26,9 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/netaddr.h"
@@ -52,6 +54,9 @@ inline constexpr std::string_view kWgErrBackend = "backend";
 inline constexpr std::string_view kWgErrKeyMismatch = "key_mismatch";  // commit/discard of a key not staged
 
 Status validateWgKey(const WgPublicKey& key, std::string_view what);
+// A key in the control plane's text form (standard base64 of 32 bytes);
+// nullopt for anything else. No other check (validateWgKey is the caller's).
+std::optional<WgPublicKey> wgKeyFromBase64(std::string_view text);
 
 // The node's key as netd holds it: the current public key and, during a
 // mesh-key rotation (§19.1), the public half of the staged key.

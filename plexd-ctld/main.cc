@@ -8,7 +8,6 @@
 // Exit codes: 0 stopped, 1 start-up failure, 75 the control plane kept
 // failing the registration for its whole retry budget, 78 an operator must
 // act (missing inputs, token refused).
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,7 +15,6 @@
 #include <string_view>
 
 #include "common/atomic_file.h"
-#include "common/base64.h"
 #include "common/daemon.h"
 #include "common/event.h"
 #include "common/http_client.h"
@@ -116,11 +114,9 @@ int main(int argc, char** argv) {
   relayKeys.ownPublicKey = [&netd](std::function<void(Result<ipc::WgPublicKey>)> done) {
     netd.publicKey([done = std::move(done)](Result<std::string> b64) {
       if (!b64) return done(b64.takeError());
-      auto raw = base64Decode(*b64);
-      if (!raw || raw->size() != 32) return done(Error("netd handed over an unusable WireGuard key"));
-      ipc::WgPublicKey k{};
-      std::copy(raw->begin(), raw->end(), k.begin());
-      done(k);
+      auto k = ipc::wgKeyFromBase64(*b64);
+      if (!k) return done(Error("netd handed over an unusable WireGuard key"));
+      done(*k);
     });
   };
   relayKeys.derive = [&netd](const ipc::WgPublicKey& node, std::function<void(Result<ctld::relay::BindingKey>)> done) {
@@ -235,12 +231,7 @@ int main(int argc, char** argv) {
     binder.setNodeId(id.nodeId);
     if (!standalone)
       netd.publicKey([&binder](Result<std::string> b64) {
-        if (!b64) return;
-        auto raw = base64Decode(*b64);
-        if (!raw || raw->size() != 32) return;
-        ipc::WgPublicKey k{};
-        std::copy(raw->begin(), raw->end(), k.begin());
-        binder.setOwnKey(k);
+        if (auto k = b64 ? ipc::wgKeyFromBase64(*b64) : std::nullopt) binder.setOwnKey(*k);
       });
     if (auto st = netd.setNode(id.meshIp, id.domainMeshCidr); !st)
       log::error("the node's mesh address is unusable", {{"error", st.error().text()}});

@@ -17,12 +17,10 @@ bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.s
 std::string keyText(const ipc::WgPublicKey& k) { return base64Encode(std::span<const uint8_t>(k.data(), k.size())); }
 
 Result<ipc::WgPublicKey> keyFromText(const std::string& b64) {
-  auto d = base64Decode(b64);
-  if (!d || d->size() != 32) return Error("not a base64 32-byte public key: " + b64);
-  ipc::WgPublicKey k{};
-  std::copy(d->begin(), d->end(), k.begin());
-  if (auto st = ipc::validateWgKey(k, "public key"); !st) return st.takeError();
-  return k;
+  auto k = ipc::wgKeyFromBase64(b64);
+  if (!k) return Error("not a base64 32-byte public key: " + b64);
+  if (auto st = ipc::validateWgKey(*k, "public key"); !st) return st.takeError();
+  return *k;
 }
 
 }  // namespace
@@ -247,9 +245,9 @@ void NetdLink::peerStats(std::optional<ipc::WgPublicKey> last, std::chrono::mill
 
 Result<ipc::WgPeer> NetdLink::toWgPeer(const SnapshotPeer& p) const {
   ipc::WgPeer out;
-  auto key = base64Decode(p.publicKey);
-  if (!key || key->size() != 32) return Error(fmt::format("peer {} has an unusable public key", p.nodeId));
-  std::copy(key->begin(), key->end(), out.public_key.begin());
+  auto key = ipc::wgKeyFromBase64(p.publicKey);
+  if (!key) return Error(fmt::format("peer {} has an unusable public key", p.nodeId));
+  out.public_key = *key;
   auto ip = IpAddr::parse(p.meshIp);
   if (!ip) return ip.takeError().wrap("peer " + p.nodeId + " mesh_ip");
   out.allowed_ips.push_back(IpPrefix::host(*ip));

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "common/base64.h"
 #include "common/log.h"
 
 namespace plexd::ctld {
@@ -61,10 +60,9 @@ void PathSelector::apply(const SnapshotDiff& /*diff*/, const NodeStateSnapshot& 
     // A relay given by name is not usable yet (NetdLink leaves it to
     // WireGuard); D equal to F leaves nothing to choose.
     if (!direct || !relay || *direct == *relay) continue;
-    auto raw = base64Decode(p.publicKey);
-    if (!raw || raw->size() != 32) continue;  // parseSnapshot refuses those; NetdLink reports it
-    ipc::WgPublicKey key{};
-    std::copy(raw->begin(), raw->end(), key.begin());
+    auto parsed = ipc::wgKeyFromBase64(p.publicKey);
+    if (!parsed) continue;  // parseSnapshot refuses those; NetdLink reports it
+    const ipc::WgPublicKey key = *parsed;
     auto it = entries_.find(p.nodeId);
     if (it == entries_.end()) {
       Entry e;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <map>
 
-#include "common/base64.h"
 #include "common/netaddr.h"
 #include "plexd-ctld/agent/netd_link.h"
 
@@ -21,10 +20,10 @@ std::vector<KeyedPeer> byKey(const std::vector<SnapshotPeer>& peers) {
   std::vector<KeyedPeer> out;
   out.reserve(peers.size());
   for (const auto& p : peers) {
-    auto k = base64Decode(p.publicKey);
-    if (!k || k->size() != 32) continue;
+    auto k = ipc::wgKeyFromBase64(p.publicKey);
+    if (!k) continue;
     KeyedPeer kp;
-    std::copy(k->begin(), k->end(), kp.key.begin());
+    kp.key = *k;
     kp.peer = &p;
     out.push_back(kp);
   }

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "common/base64.h"
 #include "common/log.h"
 #include "common/stun_integrity.h"
 
@@ -59,11 +58,7 @@ void RelayBinder::apply(const SnapshotDiff& /*diff*/, const NodeStateSnapshot& d
   std::map<SockAddr, std::vector<std::string>> want;
   std::set<ipc::WgPublicKey> keys;
   for (const auto& p : desired.peers) {
-    if (auto raw = base64Decode(p.publicKey); raw && raw->size() == 32) {
-      ipc::WgPublicKey k{};
-      std::copy(raw->begin(), raw->end(), k.begin());
-      keys.insert(k);
-    }
+    if (auto k = ipc::wgKeyFromBase64(p.publicKey)) keys.insert(*k);
     if (!p.fallbackEndpoint) continue;
     auto ep = SockAddr::parse(*p.fallbackEndpoint);
     if (!ep) continue;  // a name: the peer applier leaves it to WireGuard too
@@ -232,9 +227,7 @@ void RelayBinder::onDatagram(const SockAddr& from, std::span<const uint8_t> data
     }
     ++stats_.hellos;
     e.cookie = msg->cookie;
-    ipc::WgPublicKey key{};
-    std::copy(msg->relayKey->begin(), msg->relayKey->end(), key.begin());
-    onHello(from, e, key, now);
+    onHello(from, e, *msg->relayKey, now);
     arm();
     return;
   }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "common/base64.h"
 #include "common/log.h"
 
 namespace plexd::ctld::relay {
@@ -66,23 +65,20 @@ void RelayLink::apply(const SnapshotDiff& diff, const NodeStateSnapshot& desired
     }
   }
   // The owners' WireGuard keys, from the peers (the registration key is derived from them).
+  std::map<std::string_view, const SnapshotPeer*> peersById;  // one pass, not a search per owner
+  if (keys_.derive)
+    for (const auto& sp : desired.peers) peersById.emplace(sp.nodeId, &sp);
   for (const auto& item : items) {
     if (item.owner.empty() || !keys_.derive) continue;
-    auto peer = std::find_if(desired.peers.begin(), desired.peers.end(),
-                             [&](const SnapshotPeer& sp) { return sp.nodeId == item.owner; });
-    std::optional<std::vector<uint8_t>> raw;
-    if (peer != desired.peers.end()) {
-      if (auto d = base64Decode(peer->publicKey); d && d->size() == 32) raw = std::move(*d);
-    }
-    if (!raw) {
+    auto peer = peersById.find(item.owner);
+    auto key = peer != peersById.end() ? ipc::wgKeyFromBase64(peer->second->publicKey) : std::nullopt;
+    if (!key) {
       status_.findings.push_back("relay assignment for " + item.owner +
                                  ", which is not a peer with a WireGuard key: its registrations cannot be verified");
       log::warning(status_.findings.back());
       continue;
     }
-    ipc::WgPublicKey k{};
-    std::copy(raw->begin(), raw->end(), k.begin());
-    ownerKeys_[item.owner] = k;
+    ownerKeys_[item.owner] = *key;
   }
   pending_ = std::move(items);
   status_.ports = pending_->size();
