@@ -244,13 +244,7 @@ int main(int argc, char** argv) {
     ipc::AgentStatusReply r = ctld::toStatusReply(agent.status(), api);
     if (!standalone) ctld::addWireGuardStatus(r, netd.status());
     if (!standalone) ctld::relay::addRelayBindingStatus(r, binder.status());
-    if (!standalone) {
-      for (const auto& p : paths.status()) {
-        if (p.path == "direct") ++r.paths_direct;
-        if (p.path == "relayed") ++r.paths_relayed;
-        if (p.path == "trying-direct") ++r.paths_trying;
-      }
-    }
+    if (!standalone) ctld::addPathStatus(r, paths.status());
     if (bridgeMode) ctld::relay::addRelayServiceStatus(r, relay.status());
     if (!standalone && policyEnabled) ctld::addFirewallStatus(r, policy.status());
     ctld::addNodeApiStatus(r, reports.status(), secrets.status());

@@ -63,6 +63,14 @@ ipc::AgentStatusReply toStatusReply(const AgentStatus& s, std::string_view api) 
   return r;
 }
 
+void addPathStatus(ipc::AgentStatusReply& r, const std::vector<PeerPathStatus>& paths) {
+  for (const auto& p : paths) {
+    if (p.path == "direct") ++r.paths_direct;
+    if (p.path == "relayed") ++r.paths_relayed;
+    if (p.path == "trying-direct") ++r.paths_trying;
+  }
+}
+
 void addWireGuardStatus(ipc::AgentStatusReply& r, const NetdLinkStatus& n) {
   r.wg_state = !n.connected ? "disconnected" : (n.synced ? "synced" : "connected");
   r.wg_ifname = cut(n.ifname, 16);
