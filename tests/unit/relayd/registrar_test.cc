@@ -10,7 +10,7 @@
 #include <string>
 
 #include "common/stun_integrity.h"
-#include "tests/unit/relayd/relay_fixture.h"
+#include "tests/unit/relayd/registration_support.h"
 
 using namespace plexd;
 using namespace plexd::relayd;
@@ -20,19 +20,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr NodeId kA = 1, kB = 2;
-
-std::array<uint8_t, 32> keyOf(uint8_t seed) {
-  std::array<uint8_t, 32> k{};
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(seed * 31 + i);
-  return k;
-}
-
-stun::TransactionId txOf(uint8_t n) {
-  stun::TransactionId t{};
-  t.fill(n);
-  t[0] = 0x7A;
-  return t;
-}
 
 const std::array<uint8_t, 32> kRelayKey = keyOf(200);
 
@@ -70,23 +57,6 @@ struct Setup {
   Peer a, b;
   uint64_t sent = 0;
 };
-
-// The answer to a registration: an authenticated success response for the
-// node, with the source's address mapped.
-void checkRegistered(const std::vector<Datagram>& got, const SockAddr& relay, const Peer& node, const std::string& id,
-                     const std::array<uint8_t, 32>& key, uint8_t tx = 1) {
-  REQUIRE(got.size() == 1);
-  CHECK(got[0].from == relay);
-  auto m = stun::parseAuthenticatedBinding(got[0].bytes);
-  INFO((m ? std::string() : m.error().text()));
-  REQUIRE(m.ok());
-  CHECK(m->type == stun::kBindingSuccess);
-  CHECK(m->txid == txOf(tx));
-  CHECK(m->username == id);
-  REQUIRE(m->xorMapped);
-  CHECK(*m->xorMapped == node.addr());
-  CHECK(stun::verifyIntegrity(*m, got[0].bytes, key));
-}
 
 }  // namespace
 
@@ -138,8 +108,8 @@ TEST_CASE("no hello is answered before the relay's key is set") {
 
 TEST_CASE("an authenticated registration binds the source, is answered authenticated, and opens forwarding") {
   Setup s;
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a, "node-a", keyOf(1));
-  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2)), s.relayA, s.b, "node-b", keyOf(2));
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a.addr(), "node-a", keyOf(1));
+  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2)), s.relayA, s.b.addr(), "node-b", keyOf(2));
   CHECK(s.registrar.stats().registrations == 2);
   CHECK(s.f.engine->stats().bindings == 2);
 
@@ -202,7 +172,7 @@ TEST_CASE("requests beyond the per-source rate get no answer until the bucket re
   CHECK(s.exchange(other, s.relayA, hello).size() == 1);  // another source is not affected
 
   s.f.clock.advance(200ms);  // one token back
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a, "node-a", keyOf(1));
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a.addr(), "node-a", keyOf(1));
   CHECK(s.exchange(s.a, s.relayA, hello).empty());
   s.f.clock.advance(10s);  // full again, never beyond the burst
   for (int i = 0; i < 5; ++i) CHECK(s.exchange(s.a, s.relayA, hello).size() == 1);
@@ -230,11 +200,11 @@ TEST_CASE("re-registration refreshes the binding's expiry") {
   RegistrarOptions o;
   o.bindingTtl = 120s;
   Setup s(o);
-  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2)), s.relayA, s.b, "node-b", keyOf(2));
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a, "node-a", keyOf(1));
+  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2)), s.relayA, s.b.addr(), "node-b", keyOf(2));
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a.addr(), "node-a", keyOf(1));
   s.f.clock.advance(100s);
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1), 2), s.relayB, s.a, "node-a", keyOf(1), 2);
-  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2), 2), s.relayA, s.b, "node-b", keyOf(2), 2);
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1), 2), s.relayB, s.a.addr(), "node-a", keyOf(1), 2);
+  checkRegistered(s.registerOn(s.b, s.relayA, "node-b", keyOf(2), 2), s.relayA, s.b.addr(), "node-b", keyOf(2), 2);
   s.f.clock.advance(100s);  // 200 s after the first registration, 100 s after the second
   s.f.engine->expire(s.f.clock.now());
   CHECK(s.f.engine->stats().bindings == 2);
@@ -252,7 +222,7 @@ TEST_CASE("re-registration refreshes the binding's expiry") {
 
 TEST_CASE("after removeNode the node's registrations fail, and a new key replaces the old") {
   Setup s;
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a, "node-a", keyOf(1));
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(1)), s.relayB, s.a.addr(), "node-a", keyOf(1));
   CHECK(s.registrar.removeNode("node-a"));
   CHECK_FALSE(s.registrar.removeNode("node-a"));
   CHECK(s.registrar.nodeCount() == 1);
@@ -263,7 +233,7 @@ TEST_CASE("after removeNode the node's registrations fail, and a new key replace
   s.registrar.setNodeKey("node-a", kA, keyOf(7));
   CHECK(s.registerOn(s.a, s.relayB, "node-a", keyOf(1), 3).empty());
   CHECK(s.registrar.stats().rejected_bad_integrity == 1);
-  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(7), 4), s.relayB, s.a, "node-a", keyOf(7), 4);
+  checkRegistered(s.registerOn(s.a, s.relayB, "node-a", keyOf(7), 4), s.relayB, s.a.addr(), "node-a", keyOf(7), 4);
 }
 
 TEST_CASE("datagrams that are neither WireGuard nor STUN are left to the engine, and the handler goes with the registrar") {
@@ -296,14 +266,14 @@ TEST_CASE("a registration needs a fresh cookie issued to its own source: replays
   REQUIRE(h->cookie);
   const Bytes reg = stun::buildAuthenticatedBinding(txOf(1), "node-a", keyOf(1), false, std::nullopt, h->cookie);
   auto got = s.exchange(s.a, s.relayB, reg);
-  checkRegistered(got, s.relayB, s.a, "node-a", keyOf(1));
+  checkRegistered(got, s.relayB, s.a.addr(), "node-a", keyOf(1));
   // The answer brings the next cookie (authenticated), which works too.
   auto answer = stun::parseAuthenticatedBinding(got[0].bytes);
   REQUIRE(answer.ok());
   REQUIRE(answer->cookie);
   checkRegistered(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(2), "node-a", keyOf(1), false,
                                                                              std::nullopt, answer->cookie)),
-                  s.relayB, s.a, "node-a", keyOf(1), 2);
+                  s.relayB, s.a.addr(), "node-a", keyOf(1), 2);
 
   // The same bytes replayed by someone else: valid MAC, but not their cookie.
   Peer attacker;
@@ -325,7 +295,7 @@ TEST_CASE("a registration needs a fresh cookie issued to its own source: replays
   s.f.clock.advance(60s);
   checkRegistered(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(4), "node-a", keyOf(1), false,
                                                                              std::nullopt, h->cookie)),
-                  s.relayB, s.a, "node-a", keyOf(1), 4);
+                  s.relayB, s.a.addr(), "node-a", keyOf(1), 4);
   s.f.clock.advance(60s);
   CHECK(s.exchange(s.a, s.relayB, stun::buildAuthenticatedBinding(txOf(5), "node-a", keyOf(1), false, std::nullopt,
                                                                   h->cookie))

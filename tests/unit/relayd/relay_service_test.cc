@@ -16,13 +16,17 @@
 #include "common/stun_integrity.h"
 #include "ipc/channel_spec.h"
 #include "tests/unit/ipc/channel_fixture.h"
-#include "tests/unit/relayd/relay_fixture.h"
+#include "tests/unit/relayd/registration_support.h"
 
 using namespace plexd;
 using namespace plexd::relayd;
+using plexd::relayd::testing::checkRegistered;
 using plexd::relayd::testing::Datagram;
+using plexd::relayd::testing::Key;
+using plexd::relayd::testing::keyOf;
 using plexd::relayd::testing::loopback;
 using plexd::relayd::testing::transport;
+using plexd::relayd::testing::txOf;
 using UdpPeer = plexd::relayd::testing::Peer;
 
 namespace {
@@ -51,14 +55,6 @@ bool held(uint16_t port) {
   return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0;
 }
 
-using Key = std::array<uint8_t, 32>;
-
-Key keyOf(uint8_t seed) {
-  Key k{};
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(seed * 31 + i);
-  return k;
-}
-
 const Key kRelayKey = keyOf(200);
 
 ipc::RelayPortItem item(uint16_t port, std::string owner, const Key& key = {}) {
@@ -67,13 +63,6 @@ ipc::RelayPortItem item(uint16_t port, std::string owner, const Key& key = {}) {
   i.owner = std::move(owner);
   i.key = key;
   return i;
-}
-
-stun::TransactionId txOf(uint8_t n) {
-  stun::TransactionId t{};
-  t.fill(n);
-  t[0] = 0x5E;
-  return t;
 }
 
 // The engine, its registrar and the service on one loop, which also runs
@@ -145,23 +134,6 @@ struct Fixture {
     return exchange(from, port, stun::buildAuthenticatedBinding(txOf(tx), id, key, false, std::nullopt, cookie));
   }
 };
-
-// The answer to a registration: one authenticated success response for the
-// node from the relay port, with the node's address mapped.
-void checkRegistered(const std::vector<Datagram>& got, uint16_t port, const UdpPeer& node, const std::string& id,
-                     const Key& key, uint8_t tx = 1) {
-  REQUIRE(got.size() == 1);
-  CHECK(got[0].from == loopback(port));
-  auto m = stun::parseAuthenticatedBinding(got[0].bytes);
-  INFO((m ? std::string() : m.error().text()));
-  REQUIRE(m.ok());
-  CHECK(m->type == stun::kBindingSuccess);
-  CHECK(m->txid == txOf(tx));
-  CHECK(m->username == id);
-  REQUIRE(m->xorMapped);
-  CHECK(*m->xorMapped == node.addr());
-  CHECK(stun::verifyIntegrity(*m, got[0].bytes, key));
-}
 
 }  // namespace
 
@@ -254,8 +226,8 @@ TEST_CASE("relay service: with its owner's key from ctld a node registers and is
 
   // A binds itself on B's port, B on A's: both answered, both bound.
   UdpPeer a, b;
-  checkRegistered(f.registerOn(a, pB, kA, keyOf(1)), pB, a, kA, keyOf(1));
-  checkRegistered(f.registerOn(b, pA, kB, keyOf(2)), pA, b, kB, keyOf(2));
+  checkRegistered(f.registerOn(a, pB, kA, keyOf(1)), loopback(pB), a.addr(), kA, keyOf(1));
+  checkRegistered(f.registerOn(b, pA, kB, keyOf(2)), loopback(pA), b.addr(), kB, keyOf(2));
   CHECK(f.engine->stats().bindings == 2);
 
   // A's WireGuard reaches B through the relay, from A's port; and back.
@@ -303,25 +275,25 @@ TEST_CASE("relay service: an owner that leaves the set or loses its key cannot r
   const uint16_t pA = freePort(), pB = freePort();
   REQUIRE(f.sendSet({item(pA, kA, keyOf(1)), item(pB, kB, keyOf(2))}).ok());
   UdpPeer a1, a2, a3, b1, b2, b3;
-  checkRegistered(f.registerOn(a1, pB, kA, keyOf(1)), pB, a1, kA, keyOf(1));
+  checkRegistered(f.registerOn(a1, pB, kA, keyOf(1)), loopback(pB), a1.addr(), kA, keyOf(1));
   CHECK(f.status().node_keys == 2);
 
   // A's key becomes zero: A's registrations are no longer answered; B's are.
   REQUIRE(f.sendSet({item(pA, kA), item(pB, kB, keyOf(2))}).ok());
   CHECK(f.registerOn(a2, pB, kA, keyOf(1)).empty());
-  checkRegistered(f.registerOn(b1, pA, kB, keyOf(2)), pA, b1, kB, keyOf(2));
+  checkRegistered(f.registerOn(b1, pA, kB, keyOf(2)), loopback(pA), b1.addr(), kB, keyOf(2));
   CHECK(f.status().node_keys == 1);
 
   // B gets a new key: the old one no longer works, the new one does.
   REQUIRE(f.sendSet({item(pA, kA, keyOf(1)), item(pB, kB, keyOf(5))}).ok());
   CHECK(f.registerOn(b2, pA, kB, keyOf(2)).empty());
-  checkRegistered(f.registerOn(b2, pA, kB, keyOf(5), 2), pA, b2, kB, keyOf(5), 2);
-  checkRegistered(f.registerOn(a2, pB, kA, keyOf(1), 2), pB, a2, kA, keyOf(1), 2);
+  checkRegistered(f.registerOn(b2, pA, kB, keyOf(5), 2), loopback(pA), b2.addr(), kB, keyOf(5), 2);
+  checkRegistered(f.registerOn(a2, pB, kA, keyOf(1), 2), loopback(pB), a2.addr(), kA, keyOf(1), 2);
 
   // B leaves the set: its key goes with its port.
   REQUIRE(f.sendSet({item(pA, kA, keyOf(1))}).ok());
   CHECK(f.registerOn(b3, pA, kB, keyOf(5)).empty());
-  checkRegistered(f.registerOn(a3, pA, kA, keyOf(1)), pA, a3, kA, keyOf(1));
+  checkRegistered(f.registerOn(a3, pA, kA, keyOf(1)), loopback(pA), a3.addr(), kA, keyOf(1));
   const ipc::RelayStatusReply st = f.status();
   CHECK(st.node_keys == 1);
   CHECK(st.registrations == 5);
@@ -346,7 +318,7 @@ TEST_CASE("relay service: a set that fails to apply leaves the keys as they were
   CHECK(f.status().node_keys == 1);
   UdpPeer a1, a2, b;
   CHECK(f.registerOn(a1, pA, kA, keyOf(4)).empty());
-  checkRegistered(f.registerOn(a2, pA, kA, keyOf(1)), pA, a2, kA, keyOf(1));
+  checkRegistered(f.registerOn(a2, pA, kA, keyOf(1)), loopback(pA), a2.addr(), kA, keyOf(1));
   CHECK(f.registerOn(b, pA, kB, keyOf(2)).empty());
 
   // Two different keys for one owner: refused as a whole.
