@@ -17,23 +17,11 @@
 #include "plexd-apid/state_cache.h"
 #include "tests/unit/apid/api_driver.h"
 #include "tests/unit/apid/fake_ctld.h"
+#include "tests/unit/temp_dir.h"
 
 namespace plexd::apid::testing {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-apid-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using TempDir = plexd::test::TempDir;
 
 inline constexpr gid_t kSocketGid = 4100;
 inline constexpr gid_t kSecretsGid = 4200;

@@ -14,21 +14,14 @@
 #include <fstream>
 
 #include "common/listen_fds.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace plexd;
 using Catch::Matchers::Contains;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/plexd-lfd-XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using TempDir = plexd::test::TempDir;
 
 // Puts fd at a fixed number (the supervisor's layout) for the test.
 int at(int fd, int number) {

@@ -15,6 +15,7 @@
 #include "plexd-ctld/cp/cp_client.h"
 #include "plexd-ctld/cp/identity.h"
 #include "tests/fakes/fake_http_client.h"
+#include "tests/unit/temp_dir.h"
 
 namespace plexd::ctld::apidtest {
 
@@ -33,21 +34,7 @@ inline Identity identity() {
   return id;
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "plexd-apid-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using TempDir = plexd::test::TempDir;
 
 // Runs the loop until pred() holds; false after a generous real-time bound.
 inline bool pumpUntil(sd_event* loop, const std::function<bool()>& pred, std::chrono::milliseconds bound = 10s) {

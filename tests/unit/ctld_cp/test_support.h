@@ -10,6 +10,7 @@
 #include <string>
 
 #include "plexd-ctld/cp/registration.h"
+#include "tests/unit/temp_dir.h"
 
 namespace plexd::ctld::testing {
 
@@ -26,16 +27,6 @@ struct Env {
 };
 
 // A fresh directory under /tmp, removed with everything in it.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-ctld-cp-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using TempDir = plexd::test::TempDir;
 
 }  // namespace plexd::ctld::testing

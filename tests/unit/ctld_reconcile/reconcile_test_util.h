@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/base64.h"
+#include "tests/unit/temp_dir.h"
 
 namespace plexd::ctld::test {
 
@@ -80,19 +81,7 @@ inline std::string snapshotJson(std::map<std::string, std::string> members = {})
   return out + "}";
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "plexd-recon-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using TempDir = plexd::test::TempDir;
 
 // Runs the loop until pred() holds; fails with `what` after a generous
 // real-time bound (the machine may be loaded).

@@ -16,6 +16,7 @@
 #include "common/tls_testca.h"
 #include "tests/unit/http/curl_client.h"
 #include "tests/unit/http/loop_thread.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace plexd;
 using namespace plexd::httpd;
@@ -25,16 +26,7 @@ using plexd::testing::perform;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-http-test-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    REQUIRE(p != nullptr);
-    path = p;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using TempDir = plexd::test::TempDir;
 
 // A server on loopback plus everything the tests poke at.
 struct Fixture {

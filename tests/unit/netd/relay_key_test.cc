@@ -5,11 +5,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -18,12 +16,12 @@
 #include "ipc/channel.h"
 #include "ipc/channel_spec.h"
 #include "ipc/ctld_netd_relay.h"
-#include "ipc/socket.h"
 #include "plexd-netd/service/key_store.h"
 #include "plexd-netd/service/netd_service.h"
 #include "plexd-netd/service/relay_key.h"
 #include "tests/fakes/fake_wg_backend.h"
 #include "tests/unit/ipc/channel_fixture.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace plexd;
 using namespace plexd::netd;
@@ -192,20 +190,7 @@ TEST_CASE("a zero or low-order peer key is refused") {
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/plexd-netd-relay-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using TempDir = plexd::test::TempDir;
 
 struct NoLinks final : LinkConfigurator {
   Status configure(const std::string&, const IpPrefix&, const IpPrefix&, uint32_t) override { return {}; }
@@ -228,15 +213,10 @@ struct Service {
     opts.driftInterval = std::chrono::hours(1);
     svc = std::make_unique<NetdService>(loop.ev, opts, keys, dev, links);
     REQUIRE(svc->start());
-    auto pair = ipc::makeSocketPair();
-    REQUIRE(pair);
-    auto n = ipc::Channel::open(loop.ev, std::move(pair->second), ipc::kCtldNetd, ipc::Peer::netd);
-    REQUIRE(n);
-    netdEnd = std::move(*n);
+    auto [c, n] = ipc::test::socketPair();
+    netdEnd = ipc::test::openChannel(loop, std::move(n), ipc::Peer::netd, ipc::kCtldNetd);
     svc->attach(*netdEnd);
-    auto c = ipc::Channel::open(loop.ev, std::move(pair->first), ipc::kCtldNetd, ipc::Peer::ctld);
-    REQUIRE(c);
-    ctldEnd = std::move(*c);
+    ctldEnd = ipc::test::openChannel(loop, std::move(c), ipc::Peer::ctld, ipc::kCtldNetd);
     REQUIRE(loop.runUntil([&] { return ctldEnd->ready() && netdEnd->ready(); }));
   }
 

@@ -20,6 +20,7 @@
 #include "common/base64.h"
 #include "common/fd.h"
 #include "plexd-netd/wg/uapi_backend.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace plexd;
 using namespace plexd::netd;
@@ -426,15 +427,7 @@ class ScriptedServer {
   std::thread thread_;
 };
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/plexd-uapi-XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using TempDir = plexd::test::TempDir;
 
 UapiBackendOptions scriptedOptions(const TempDir& dir) {
   UapiBackendOptions o;
