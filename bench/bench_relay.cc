@@ -763,19 +763,25 @@ void checkGsoDelivery(std::vector<Flow>& flows, size_t size, const std::string& 
   }
 }
 
+// An epoll set over every flow's B socket (data.u64 = the flow's index); the caller closes it.
+int epollOverB(std::vector<Flow>& flows) {
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  for (size_t i = 0; i < flows.size(); ++i) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = i;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, flows[i].b.get(), &ev);
+  }
+  return ep;
+}
+
 // Counts what the B sockets receive (recvmmsg batches), on its own thread.
 class Sink {
  public:
   Sink(std::vector<Flow>& flows, size_t cpu) {
     thread_ = std::thread([this, &flows, cpu] {
       pinThread(cpu);
-      const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-      for (size_t i = 0; i < flows.size(); ++i) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = i;
-        ::epoll_ctl(ep, EPOLL_CTL_ADD, flows[i].b.get(), &ev);
-      }
+      const int ep = epollOverB(flows);
       constexpr size_t kBatch = 64, kBuf = 2048;
       std::vector<uint8_t> buf(kBatch * kBuf);
       std::array<mmsghdr, kBatch> msgs{};
@@ -961,13 +967,7 @@ Latency pingPong(std::vector<Flow>& flows, size_t size, size_t rounds) {
   std::atomic<bool> stop{false};
   std::thread echo([&] {
     pinThread(kRelayCpu);
-    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
-    for (size_t i = 0; i < flows.size(); ++i) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = i;
-      ::epoll_ctl(ep, EPOLL_CTL_ADD, flows[i].b.get(), &ev);
-    }
+    const int ep = epollOverB(flows);
     std::vector<uint8_t> buf(65536);
     epoll_event evs[64];
     while (!stop) {
