@@ -12,6 +12,7 @@
 #include "common/time_format.h"
 #include "plexdctl/doctor.h"
 #include "tests/unit/plexdctl/fake_api_client.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace plexd;
 using namespace plexd::ctl;
@@ -387,9 +388,8 @@ TEST_CASE("plexdctl commands: version") {
 }
 
 TEST_CASE("plexdctl commands: config prints the effective configuration, secrets redacted") {
-  char dir[] = "/tmp/plexdctl-config-XXXXXX";
-  REQUIRE(::mkdtemp(dir) != nullptr);
-  const std::string file = std::string(dir) + "/config.yaml";
+  const plexd::test::TempDir dir("plexdctl-config");  // removed even when a check fails
+  const std::string file = dir.file("config.yaml");
   {
     std::ofstream f(file);
     f << "api:\n  base_url: https://cp.example\nregistration:\n  token_value: plxd-very-secret-token\n"
@@ -421,10 +421,9 @@ TEST_CASE("plexdctl commands: config prints the effective configuration, secrets
   CHECK(bad.err.find(file) != std::string::npos);
 
   // No file: the defaults, with a note on stderr.
-  i.configFile = std::string(dir) + "/missing.yaml";
+  i.configFile = dir.file("missing.yaml");
   CapturedIo none;
   CHECK(runConfig(i, {}, none.io) == kExitOk);
   CHECK(none.err.find("does not exist") != std::string::npos);
   CHECK(none.out.find("socket_path:") != std::string::npos);
-  std::filesystem::remove_all(dir);
 }
